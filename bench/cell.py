@@ -1,0 +1,193 @@
+"""One cell: data -> model -> objective -> pretrain (resumable) -> downstream tasks -> metrics.
+
+``run_cell(cfg, cell_dir)`` does the work; ``execute(cfg, cell_dir)`` wraps it the way every launcher
+calls it: marks the cell running, writes ``metrics.json`` and then ``done`` on success, or ``error.json``
+(type, message, traceback) on failure, never both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import platform
+import resource
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from . import store
+from .config import to_container
+from .data import SPLITS, build_dataset
+from .models import build_model
+from .train import pretrain, resolve_device, seed_everything
+
+log = logging.getLogger(__name__)
+
+
+def parse_task(entry: Any) -> tuple[str, str, dict]:
+    """``"linear_probe/disease_multilabel"`` or ``{name: linear_probe, target: ..., **options}`` ->
+    (metric prefix, task name, options)."""
+    if isinstance(entry, str):
+        if "/" not in entry:
+            raise ValueError(f"tasks entry {entry!r} must be 'TASK/TARGET' (e.g. linear_probe/disease_multilabel) or a mapping")
+        name, target = entry.split("/", 1)
+        return entry, name, {"target": target}
+    entry = dict(entry)
+    if "name" not in entry:
+        raise ValueError(f"tasks entry {entry} needs a 'name'")
+    name = entry.pop("name")
+    key = entry.pop("key", None) or (f"{name}/{entry['target']}" if "target" in entry else name)
+    return key, name, entry
+
+
+def build_objective(cfg: DictConfig):
+    import objectives
+
+    options = to_container(cfg.objective)
+    name = options.pop("name")
+    return objectives.build(name, **options)
+
+
+def run_tasks(model, splits: dict, task_entries: list, cache, prefix: str = "") -> dict[str, Any]:
+    import tasks
+
+    metrics: dict[str, Any] = {}
+    for entry in task_entries:
+        key, name, options = parse_task(entry)
+        task = tasks.build(name, **options)
+        t0 = time.perf_counter()
+        result = task.run(model, splits, cache=cache)
+        metrics.update({f"{prefix}{key}/{k}": v for k, v in result.items()})
+        metrics[f"{prefix}{key}/time_s"] = time.perf_counter() - t0
+    return metrics
+
+
+def environment() -> dict[str, Any]:
+    versions = {"python": platform.python_version()}
+    for mod in ("torch", "numpy", "timm", "open_clip", "sklearn", "omegaconf"):
+        try:
+            versions[mod] = __import__(mod).__version__
+        except Exception:  # pragma: no cover - optional
+            pass
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        ).stdout.strip() or None
+    except Exception:  # pragma: no cover
+        commit = None
+    return {"versions": versions, "git_commit": commit, "host": platform.node()}
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def run_cell(cfg: DictConfig, cell_dir: Path) -> dict[str, Any]:
+    cell_dir = Path(cell_dir)
+    t0 = time.perf_counter()
+    seed = int(cfg.seed)
+    if int(cfg.train.threads) > 0:
+        torch.set_num_threads(int(cfg.train.threads))
+    seed_everything(seed)
+    if cfg.train.deterministic:
+        torch.use_deterministic_algorithms(True)
+    device = resolve_device(str(cfg.train.device))
+
+    data = build_dataset(cfg.data)
+    splits = {s: data.split(s) for s in SPLITS}
+    if len(splits["train"]) == 0:
+        raise ValueError(f"{data.name}: no training samples (no sample has split='train')")
+    objective = build_objective(cfg)
+    seed_everything(seed)  # the model's init does not depend on what the data builder drew
+    model = build_model(cfg, objective).to(device)
+
+    cache = None
+    if cfg.eval.feature_cache:
+        from tasks.features import FeatureCache
+
+        cache = FeatureCache(cell_dir / "features")
+
+    metrics: dict[str, Any] = {f"data/{k}": v for k, v in data.stats.items()}
+    init_file = cell_dir / "metrics_init.json"
+    if cfg.eval.at_init:
+        if init_file.exists():
+            metrics.update(store.read_json(init_file))
+        elif (cell_dir / "checkpoints" / "last.pt").exists():
+            log.warning("eval.at_init: the cell resumed from a checkpoint without init metrics; skipping them")
+        else:
+            init = run_tasks(model, splits, list(cfg.tasks), cache, prefix="init/")
+            store.write_json(init_file, init)
+            metrics.update(init)
+
+    metrics.update(pretrain(model, objective, splits["train"], cfg.train, cell_dir, seed, device))
+    model.eval()
+    metrics.update(run_tasks(model, splits, list(cfg.tasks), cache))
+    metrics.update(
+        {
+            "wall_time_s": time.perf_counter() - t0,
+            "peak_memory_mb": peak_memory_mb(device),
+            "seed": seed,
+            "device": str(device),
+            "n_train": len(splits["train"]),
+            **environment(),
+        }
+    )
+    return metrics
+
+
+@contextlib.contextmanager
+def _cell_log(cell_dir: Path):
+    handler = logging.FileHandler(cell_dir / "log.txt")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    old_level = root.level
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+        handler.close()
+
+
+def execute(cfg: DictConfig | dict, cell_dir: str | Path) -> str:
+    """Run one cell and record the outcome; returns ``"done"`` or ``"failed"`` (never raises for a
+    failure inside the cell, so one bad cell does not stop a grid)."""
+    cfg = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
+    cell_dir = Path(cell_dir)
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    store.write_yaml(cell_dir / "config.yaml", to_container(cfg))
+    store.mark_running(cell_dir)
+    try:
+        with _cell_log(cell_dir):
+            log.info("cell %s (%s) starting", cell_dir.name, cfg.label)
+            try:
+                metrics = run_cell(cfg, cell_dir)
+            except Exception as e:
+                log.error("cell %s failed: %s: %s", cell_dir.name, type(e).__name__, e)
+                store.write_json(
+                    cell_dir / "error.json",
+                    {"type": type(e).__name__, "message": str(e), "traceback": traceback.format_exc(), "time": time.time()},
+                )
+                return store.FAILED
+            store.write_json(cell_dir / "metrics.json", metrics)
+            try:
+                (cell_dir / "error.json").unlink()
+            except FileNotFoundError:
+                pass
+            store.write_text(cell_dir / "done", time.strftime("%Y-%m-%dT%H:%M:%S\n"))
+            log.info("cell %s done in %.1fs", cell_dir.name, metrics["wall_time_s"])
+            return store.DONE
+    finally:
+        store.clear_running(cell_dir)
+        sys.stdout.flush()

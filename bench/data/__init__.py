@@ -1,0 +1,18 @@
+"""Datasets: the one in-memory sample type, the format registry, and ``build_dataset(cfg.data)``."""
+
+from .registry import FORMATS, DataConfigError, get_format, register_format
+from .sample import SPLITS, MultiGranularDataset, Sample, TaskSpec, load_image
+from .build import build_dataset
+
+__all__ = [
+    "FORMATS",
+    "SPLITS",
+    "DataConfigError",
+    "MultiGranularDataset",
+    "Sample",
+    "TaskSpec",
+    "build_dataset",
+    "get_format",
+    "load_image",
+    "register_format",
+]

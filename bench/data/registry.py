@@ -1,0 +1,50 @@
+"""Registry of data formats: ``data.format=<name>`` picks a builder that returns a MultiGranularDataset.
+
+A builder is a function ``build(**options) -> MultiGranularDataset``; it validates its own options and
+raises ``DataConfigError`` (or ``ValueError``) naming the option and what is allowed. Adding a format is one
+module in ``bench/data/`` plus one ``@register_format`` line here.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Callable
+
+from .sample import MultiGranularDataset
+
+FORMATS: dict[str, Callable[..., MultiGranularDataset]] = {}
+
+
+class DataConfigError(ValueError):
+    """A data option is wrong: the message names the option and the allowed values."""
+
+
+def register_format(name: str):
+    def deco(fn: Callable[..., MultiGranularDataset]):
+        FORMATS[name] = fn
+        return fn
+
+    return deco
+
+
+def get_format(name: str) -> Callable[..., MultiGranularDataset]:
+    if name not in FORMATS:
+        close = difflib.get_close_matches(str(name), list(FORMATS), n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise DataConfigError(f"data.format={name!r} is unknown{hint}; allowed: {sorted(FORMATS)}")
+    return FORMATS[name]
+
+
+# -- the formats --------------------------------------------------------------------------------------------
+@register_format("fundus_synth")
+def _fundus_synth(**options: Any) -> MultiGranularDataset:
+    from .fundus_synth import build
+
+    return build(**options)
+
+
+@register_format("digits")
+def _digits(**options: Any) -> MultiGranularDataset:
+    from .digits import build
+
+    return build(**options)

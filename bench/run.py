@@ -1,0 +1,107 @@
+"""``python -m bench.run grid=NAME [key=value ...]``: expand a grid into cells and run those not done.
+
+Examples:
+  python -m bench.run grid=smoke
+  python -m bench.run grid=smoke dry_run=true
+  python -m bench.run grid=smoke objective.name=mgll train.epochs=2
+  python -m bench.run grid=path/to/my_grid.yaml results_dir=/scratch/results
+
+Keys (dotted, YAML values): grid (a packaged grid name or a YAML path; default smoke), results_dir
+(default results/), dry_run (list the cells and their state, run nothing), rerun_failed (also rerun
+failed cells), seed, label, data.*, image.*, text.*, model.*, objective.*, train.*, tasks, eval.*,
+launcher.*. An override of an axis key replaces that axis by the single value given. The exit status is 0
+when every cell is done, 1 when any failed, 2 for a configuration error.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from tabulate import tabulate
+
+from . import store
+from .config import ConfigError, parse_overrides
+from .grid import load
+from .launch import LAUNCHERS
+
+log = logging.getLogger("bench.run")
+
+
+def _usage() -> str:
+    from .config import GRIDS_DIR
+
+    grids = ", ".join(sorted(p.stem for p in GRIDS_DIR.glob("*.yaml")))
+    return f"usage: python -m bench.run [--help] grid=NAME [key=value ...]\n\n{__doc__}\nPackaged grids: {grids}\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help", "help") for a in argv):
+        print(_usage())
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    grid_name = "smoke"
+    rest = []
+    for a in argv:
+        if a.startswith("grid="):
+            grid_name = a.split("=", 1)[1]
+        else:
+            rest.append(a)
+    try:
+        overrides = parse_overrides(rest)
+        raw, cells = load(grid_name, overrides)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not cells:
+        print("error: the grid expands to no cells", file=sys.stderr)
+        return 2
+    first = cells[0].config
+    root = store.grid_dir(first.results_dir, raw["name"])
+    states = {c.id: store.cell_state(root / c.id) for c in cells}
+
+    if first.dry_run:
+        rows = [[c.id, c.label, int(c.config.seed), states[c.id]] for c in cells]
+        print(tabulate(rows, headers=["cell", "label", "seed", "state"]))
+        counts = {s: list(states.values()).count(s) for s in (store.DONE, store.FAILED, store.RUNNING, store.PENDING)}
+        print(f"\n{len(cells)} cells in {root}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+        return 0
+
+    todo = [c for c in cells if states[c.id] == store.PENDING or (first.rerun_failed and states[c.id] == store.FAILED)]
+    skipped_failed = [c for c in cells if states[c.id] == store.FAILED and not first.rerun_failed]
+    n_done = sum(s == store.DONE for s in states.values())
+    print(f"grid {raw['name']}: {len(cells)} cells, {n_done} already done, {len(todo)} to run -> {root}", file=sys.stderr)
+    launcher_cfg = first.launcher
+    name = launcher_cfg.get("name", "inline")
+    if name not in LAUNCHERS:
+        print(f"error: launcher.name={name!r} is unknown; allowed: {sorted(LAUNCHERS)}", file=sys.stderr)
+        return 2
+    if todo:
+        root.mkdir(parents=True, exist_ok=True)
+        try:
+            LAUNCHERS[name](todo, root, launcher_cfg)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    final = {c.id: store.cell_state(root / c.id) for c in cells}
+    failed = [c for c in cells if final[c.id] == store.FAILED]
+    print(tabulate([[c.id, c.label, int(c.config.seed), final[c.id]] for c in cells], headers=["cell", "label", "seed", "state"]))
+    for c in failed:
+        err = store.read_json(root / c.id / "error.json")
+        print(f"FAILED {c.id} ({c.label}): {err['type']}: {err['message']}  -> {root / c.id / 'error.json'}")
+    if skipped_failed:
+        print(f"{len(skipped_failed)} failed cell(s) were not rerun; pass rerun_failed=true to retry them")
+    print(f"results: {root}")
+    if all(final[c.id] == store.DONE for c in cells):
+        from .report import write_report
+
+        paths = write_report(root)
+        print(f"table: {paths['markdown']}")
+        print(paths["table_text"])
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""Contrastive pretraining: AdamW + linear warmup + cosine decay, per-step schedule, resumable.
+
+Each epoch visits the training samples in an order drawn from ``seed + epoch`` (so a resumed run sees the
+same order), in batches of ``train.batch_size`` (the last incomplete batch is dropped, as in the MGLL code).
+A checkpoint (``checkpoints/last.pt``: model, optimiser, scheduler, step, RNG states, logged history) is
+written atomically at the end of every epoch; on start, training resumes from it if present.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .data.sample import MultiGranularDataset
+from .models import TwoTower
+from .store import atomic_write, write_text
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class LevelBatching:
+    """Per level: a token table of the unique texts, and the labels the objective wants."""
+
+    token_ids: torch.Tensor  # [N] index into ``tokens`` (0 for a missing text: its row is ignored)
+    tokens: torch.Tensor  # [U, L]
+    labels: torch.Tensor  # [N] ids (-1 missing) or [N, C] multi-hot (-1 rows missing)
+
+
+def prepare_levels(model: TwoTower, data: MultiGranularDataset, levels: list[str], multi_hot: bool) -> dict[str, LevelBatching]:
+    out = {}
+    for g in levels:
+        ids = data.text_ids(g)
+        texts = data.texts(g)
+        unique: dict[int, str] = {}
+        for i, t in zip(ids.tolist(), texts):
+            if i >= 0 and i not in unique:
+                unique[i] = t
+        table = [unique[k] for k in range(len(unique))] or [""]
+        tokens = model.tokenize(table)
+        token_ids = torch.as_tensor(np.where(ids >= 0, ids, 0))
+        if multi_hot:
+            mh = torch.as_tensor(data.multi_hot(g).astype(np.int64))
+            mh[torch.as_tensor(ids < 0)] = -1
+            labels = mh
+        else:
+            labels = torch.as_tensor(ids)
+        out[g] = LevelBatching(token_ids, tokens, labels)
+    return out
+
+
+def load_images(data: MultiGranularDataset, desc: str = "loading images") -> torch.Tensor:
+    """All images of ``data`` as one uint8 tensor ``[N, H, W, 3]`` (they must share a size)."""
+    it = range(len(data))
+    if len(data) > 2000:
+        it = tqdm(it, desc=desc, leave=False)
+    arrays = [data.image(i) for i in it]
+    shapes = {a.shape for a in arrays}
+    if len(shapes) > 1:
+        raise ValueError(f"{data.name}: images differ in size {sorted(shapes)[:3]}...; resize them to one size first")
+    return torch.from_numpy(np.stack(arrays)) if arrays else torch.zeros(0, 1, 1, 3, dtype=torch.uint8)
+
+
+def make_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int):
+    def factor(step: int) -> float:
+        if warmup_steps > 0 and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def make_optimizer(model: torch.nn.Module, cfg: Any) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (decay if p.ndim >= 2 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": float(cfg.weight_decay)}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=float(cfg.lr), betas=tuple(float(b) for b in cfg.betas))
+
+
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+def save_checkpoint(path: Path, **state: Any) -> None:
+    atomic_write(path, lambda f: torch.save(state, f), mode="wb")
+
+
+def pretrain(
+    model: TwoTower,
+    objective: torch.nn.Module,
+    data: MultiGranularDataset,
+    cfg: Any,
+    cell_dir: Path,
+    seed: int,
+    device: torch.device,
+) -> dict[str, float]:
+    """Train ``model`` with ``objective`` on ``data``; returns summary metrics (prefixed ``train/``)."""
+    cell_dir = Path(cell_dir)
+    ckpt_path = cell_dir / "checkpoints" / "last.pt"
+    levels = list(objective.levels_used(list(data.levels)))
+    batching = prepare_levels(model, data, levels, bool(getattr(objective, "wants_multi_hot", False)))
+    images = load_images(data)
+    n = len(data)
+    bs = int(cfg.batch_size)
+    if n < bs:
+        raise ValueError(f"train.batch_size={bs} is larger than the training set ({n} samples)")
+    steps_per_epoch = n // bs
+    total = steps_per_epoch * int(cfg.epochs)
+    warmup = int(round(float(cfg.warmup_epochs) * steps_per_epoch))
+
+    model.to(device)
+    optimizer = make_optimizer(model, cfg)
+    scheduler = make_schedule(optimizer, warmup, total)
+    step, history, elapsed = 0, [], 0.0
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step, history, elapsed = int(state["step"]), list(state["history"]), float(state.get("elapsed", 0.0))
+        _set_rng_state(state["rng"])
+        log.info("resumed from %s at step %d/%d", ckpt_path, step, total)
+
+    model.train()
+    log_every = max(1, int(cfg.log_every))
+    t0 = time.perf_counter()
+    bar = tqdm(total=total, initial=step, desc="pretrain", leave=False, dynamic_ncols=True)
+    last_out: dict[str, float] = {}
+    while step < total:
+        epoch, within = divmod(step, steps_per_epoch)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000003 + epoch))
+        for b in range(within, steps_per_epoch):
+            idx = order[b * bs : (b + 1) * bs]
+            x = images[idx]
+            if cfg.augment:
+                flip = torch.rand(len(idx)) < 0.5
+                x = torch.where(flip.view(-1, 1, 1, 1), x.flip(2), x)
+            pixels = model.preprocess(x)
+            tokens = {g: batching[g].tokens[batching[g].token_ids[idx]].to(device) for g in levels}
+            labels = {g: batching[g].labels[idx].to(device) for g in levels}
+            img, txt, scale, bias = model(pixels, tokens)
+            out = objective(img, txt, labels, scale, bias)
+            loss = out["loss"]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip and float(cfg.grad_clip) > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), float(cfg.grad_clip))
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            bar.update(1)
+            if step % log_every == 0 or step == total or b == steps_per_epoch - 1:
+                last_out = {k: float(v.detach()) for k, v in out.items() if torch.is_tensor(v) and v.numel() == 1}
+                row = {"step": step, "epoch": epoch + (b + 1) / steps_per_epoch, "lr": scheduler.get_last_lr()[0],
+                       "logit_scale": float(scale.detach()), **last_out}
+                history.append(row)
+                bar.set_postfix(loss=f"{last_out['loss']:.4f}")
+        done_time = elapsed + time.perf_counter() - t0
+        save_checkpoint(
+            ckpt_path,
+            model=model.state_dict(),
+            optimizer=optimizer.state_dict(),
+            scheduler=scheduler.state_dict(),
+            step=step,
+            history=history,
+            elapsed=done_time,
+            rng=_rng_state(),
+        )
+        _write_history(cell_dir / "history.csv", history)
+        log.info("epoch %d/%d done: step %d, loss %.4f, %.1fs", epoch + 1, int(cfg.epochs), step,
+                 last_out.get("loss", float("nan")), done_time)
+    bar.close()
+    wall = elapsed + time.perf_counter() - t0
+    seen = total * bs
+    summary = {
+        "train/steps": total,
+        "train/epochs": int(cfg.epochs),
+        "train/wall_time_s": wall,
+        "train/images_per_s": seen / wall if wall > 0 else float("nan"),
+        "train/final_logit_scale": float(model.logit_scale().detach()),
+    }
+    if history:
+        summary.update({f"train/final_{k}": v for k, v in history[-1].items() if k not in ("step", "epoch", "lr", "logit_scale")})
+    return summary
+
+
+def _write_history(path: Path, rows: list[dict]) -> None:
+    import pandas as pd
+
+    write_text(path, pd.DataFrame(rows).to_csv(index=False))

@@ -26,6 +26,7 @@ DEFAULTS: dict[str, Any] = {
     "results_dir": "results",
     "dry_run": False,
     "rerun_failed": False,
+    "preflight": True,
     "report": {"rows": "label", "baseline": None},
     "launcher": {"name": "inline"},
     "data": {"format": "fundus_synth", "resolution": 64, "levels": None},
@@ -37,6 +38,8 @@ DEFAULTS: dict[str, Any] = {
         "logit_scale_init": None,  # None: the objective's preference, else 1/0.07
         "logit_scale_max": 100.0,
         "logit_bias_init": None,  # None: only objectives that need a bias (SigLIP) get one
+        "precision": "auto",  # autocast of the forward: auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp16 | fp32
+        "compile": False,  # torch.compile both towers (state dict keys unchanged)
     },
     "objective": {"name": "clip"},
     "train": {
@@ -58,7 +61,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 # keys that do not change what a cell computes
-NON_IDENTITY_KEYS = ("grid", "label", "results_dir", "dry_run", "rerun_failed", "launcher", "report")
+NON_IDENTITY_KEYS = ("grid", "label", "results_dir", "dry_run", "rerun_failed", "preflight", "launcher", "report")
 OPEN_SECTIONS = ("data", "objective", "image", "text", "launcher", "report")
 
 

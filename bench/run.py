@@ -8,7 +8,8 @@ Examples:
 
 Keys (dotted, YAML values): grid (a packaged grid name or a YAML path; default smoke), results_dir
 (default results/), dry_run (list the cells and their state, run nothing), rerun_failed (also rerun
-failed cells), seed, label, data.*, image.*, text.*, model.*, objective.*, train.*, tasks, eval.*,
+failed cells), preflight (default true: build each distinct data/objective/task config once and stop
+with exit status 2 and every problem before running anything), seed, label, data.*, image.*, text.*, model.*, objective.*, train.*, tasks, eval.*,
 launcher.*. An override of an axis key replaces that axis by the single value given. The exit status is 0
 when every cell is done, 1 when any failed, 2 for a configuration error.
 """
@@ -78,6 +79,14 @@ def main(argv: list[str] | None = None) -> int:
     if name not in LAUNCHERS:
         print(f"error: launcher.name={name!r} is unknown; allowed: {sorted(LAUNCHERS)}", file=sys.stderr)
         return 2
+    if todo and first.preflight:
+        from .preflight import PreflightError, check
+
+        try:
+            check(todo)
+        except PreflightError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     if todo:
         root.mkdir(parents=True, exist_ok=True)
         try:

@@ -8,6 +8,7 @@ written atomically at the end of every epoch; on start, training resumes from it
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
@@ -152,7 +153,10 @@ def pretrain(
         _set_rng_state(state["rng"])
         log.info("resumed from %s at step %d/%d", ckpt_path, step, total)
 
+    start_step = step
     model.train()
+    autocast = getattr(model, "autocast", contextlib.nullcontext)
+    objective_time = 0.0  # forward time of the objective alone (this process, since the last resume)
     log_every = max(1, int(cfg.log_every))
     t0 = time.perf_counter()
     bar = tqdm(total=total, initial=step, desc="pretrain", leave=False, dynamic_ncols=True)
@@ -169,8 +173,11 @@ def pretrain(
             pixels = model.preprocess(x)
             tokens = {g: batching[g].tokens[batching[g].token_ids[idx]].to(device) for g in levels}
             labels = {g: batching[g].labels[idx].to(device) for g in levels}
-            img, txt, scale, bias = model(pixels, tokens)
+            with autocast():
+                img, txt, scale, bias = model(pixels, tokens)
+            t_obj = time.perf_counter()
             out = objective(img, txt, labels, scale, bias)
+            objective_time += time.perf_counter() - t_obj
             loss = out["loss"]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -208,7 +215,9 @@ def pretrain(
         "train/epochs": int(cfg.epochs),
         "train/wall_time_s": wall,
         "train/images_per_s": seen / wall if wall > 0 else float("nan"),
+        "train/seconds_per_epoch": wall / max(1, int(cfg.epochs)),
         "train/final_logit_scale": float(model.logit_scale().detach()),
+        "train/objective_forward_s_per_step": objective_time / max(1, total - start_step),
     }
     if history:
         summary.update({f"train/final_{k}": v for k, v in history[-1].items() if k not in ("step", "epoch", "lr", "logit_scale")})

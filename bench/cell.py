@@ -3,6 +3,10 @@
 ``run_cell(cfg, cell_dir)`` does the work; ``execute(cfg, cell_dir)`` wraps it the way every launcher
 calls it: marks the cell running, writes ``metrics.json`` and then ``done`` on success, or ``error.json``
 (type, message, traceback) on failure, never both.
+
+Under ``torch.distributed`` (a cell run by several processes, see ``bench.launch``) every rank builds the
+data and the model and trains its slice of each batch; only rank 0 writes (config, running marker,
+checkpoints, history, metrics, ``done`` / ``error.json``) and runs the downstream tasks.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from . import store
 from .config import to_container
 from .data import SPLITS, build_dataset
 from .models import build_model
-from .train import pretrain, resolve_device, seed_everything
+from .train import dist_info, pretrain, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +119,10 @@ def run_cell(cfg: DictConfig, cell_dir: Path) -> dict[str, Any]:
 
         cache = FeatureCache(cell_dir / "features")
 
+    rank, world = dist_info()
     metrics: dict[str, Any] = {f"data/{k}": v for k, v in data.stats.items()}
     init_file = cell_dir / "metrics_init.json"
-    if cfg.eval.at_init:
+    if cfg.eval.at_init and rank == 0:
         if init_file.exists():
             metrics.update(store.read_json(init_file))
         elif (cell_dir / "checkpoints" / "last.pt").exists():
@@ -126,9 +131,17 @@ def run_cell(cfg: DictConfig, cell_dir: Path) -> dict[str, Any]:
             init = run_tasks(model, splits, list(cfg.tasks), cache, prefix="init/")
             store.write_json(init_file, init)
             metrics.update(init)
+    if world > 1:
+        torch.distributed.barrier()  # the other ranks wait for rank 0's evaluation at init
 
     metrics.update(pretrain(model, objective, splits["train"], cfg.train, cell_dir, seed, device))
+    from .models import save_encoder
+
+    # the trained encoder alone (config inside, loads with weights_only=True): bench.models.load_encoder
+    save_encoder(model, cell_dir / "checkpoints" / "encoder.pt", cell=cell_dir.name, label=str(cfg.label))
     model.eval()
+    if rank != 0:
+        return metrics  # rank 0 evaluates and writes
     metrics.update(run_tasks(model, splits, list(cfg.tasks), cache))
     metrics.update(
         {
@@ -136,6 +149,7 @@ def run_cell(cfg: DictConfig, cell_dir: Path) -> dict[str, Any]:
             "peak_memory_mb": peak_memory_mb(device),
             "seed": seed,
             "device": str(device),
+            "world_size": world,
             "n_train": len(splits["train"]),
             **environment(),
         }
@@ -162,9 +176,13 @@ def _cell_log(cell_dir: Path):
 
 def execute(cfg: DictConfig | dict, cell_dir: str | Path) -> str:
     """Run one cell and record the outcome; returns ``"done"`` or ``"failed"`` (never raises for a
-    failure inside the cell, so one bad cell does not stop a grid)."""
+    failure inside the cell, so one bad cell does not stop a grid). A ``SystemExit`` (the preemption path:
+    checkpoint saved, job requeued) passes through, leaving the cell pending. Under torch.distributed, ranks
+    other than 0 run the cell but record nothing and return the state they would have recorded."""
     cfg = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
     cell_dir = Path(cell_dir)
+    if dist_info()[0] != 0:
+        return _execute_follower(cfg, cell_dir)
     cell_dir.mkdir(parents=True, exist_ok=True)
     store.write_yaml(cell_dir / "config.yaml", to_container(cfg))
     store.mark_running(cell_dir)
@@ -191,3 +209,14 @@ def execute(cfg: DictConfig | dict, cell_dir: str | Path) -> str:
     finally:
         store.clear_running(cell_dir)
         sys.stdout.flush()
+
+
+def _execute_follower(cfg: DictConfig, cell_dir: Path) -> str:
+    """A rank > 0 of a distributed cell: same work, no files (rank 0 logs, checkpoints and evaluates)."""
+    rank = dist_info()[0]
+    try:
+        run_cell(cfg, cell_dir)
+    except Exception as e:
+        log.error("cell %s, rank %d failed: %s: %s", cell_dir.name, rank, type(e).__name__, e)
+        return store.FAILED
+    return store.DONE

@@ -5,7 +5,8 @@ A run config is an OmegaConf tree. Its top-level keys are fixed (an unknown key 
 they are handed to (the data format, the objective, the tower), which names the key and what is allowed.
 
 Keys that control *how* a grid runs rather than *what* a cell computes (``results_dir``, ``dry_run``,
-``rerun_failed``, ``launcher``, ``label``, ``grid``) are left out of the cell id.
+``rerun_failed``, ``launcher``, ``label``, ``grid``, ``train.checkpoint_every_steps``) are left out of the
+cell id.
 """
 
 from __future__ import annotations
@@ -55,13 +56,26 @@ DEFAULTS: dict[str, Any] = {
         "augment": True,  # random horizontal flip
         "log_every": 10,
         "deterministic": False,
+        # also save checkpoints/last.pt every N optimiser steps (0: only at epoch ends and when a
+        # preemption/timeout signal arrives); not part of the cell id
+        "checkpoint_every_steps": 0,
     },
     "tasks": ["linear_probe/disease_multilabel"],
     "eval": {"at_init": False, "batch_size": 256, "feature_cache": True},
 }
 
-# keys that do not change what a cell computes
-NON_IDENTITY_KEYS = ("grid", "label", "results_dir", "dry_run", "rerun_failed", "preflight", "launcher", "report")
+# keys that do not change what a cell computes (dotted keys name one key inside a section)
+NON_IDENTITY_KEYS = (
+    "grid",
+    "label",
+    "results_dir",
+    "dry_run",
+    "rerun_failed",
+    "preflight",
+    "launcher",
+    "report",
+    "train.checkpoint_every_steps",
+)
 OPEN_SECTIONS = ("data", "objective", "image", "text", "launcher", "report")
 
 

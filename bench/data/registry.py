@@ -48,3 +48,31 @@ def _digits(**options: Any) -> MultiGranularDataset:
     from .digits import build
 
     return build(**options)
+
+
+@register_format("mgll_json")
+def _mgll_json(**options: Any) -> MultiGranularDataset:
+    from .mgll_json import build
+
+    return build(**options)
+
+
+@register_format("csv_multilabel")
+def _csv_multilabel(**options: Any) -> MultiGranularDataset:
+    from .csv_multilabel import build
+
+    return build(**options)
+
+
+@register_format("jsonl")
+def _jsonl(**options: Any) -> MultiGranularDataset:
+    from .jsonl import build
+
+    return build(**options)
+
+
+@register_format("downstream_csv")
+def _downstream_csv(**options: Any) -> MultiGranularDataset:
+    from .downstream_csv import build
+
+    return build(**options)

@@ -11,7 +11,9 @@ A sample carries
 - ``labels``: the label names per level (a tuple, possibly empty), i.e. the label *set* behind the text;
 - ``targets``: downstream-task targets by task name (an ``int`` class index for multi-class tasks, a tuple
   of 0/1 for multi-label tasks, over the classes the dataset declares in ``task_specs``);
-- optional ``patient_id`` and ``split`` (``"train"``, ``"val"`` or ``"test"``).
+- optional ``patient_id`` and ``split`` (``"train"``, ``"val"`` or ``"test"``);
+- optional ``origin``: where the sample was read from (file, line/row/record, the image's source field),
+  so that validation problems can name the place to fix. Embedded datasets leave it ``None``.
 
 The container derives, once, the tensors the objectives need per level:
 - ``text_ids(level)``: an int64 id per sample, equal ids if and only if the texts are identical strings
@@ -24,11 +26,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal, NamedTuple, Sequence
 
 import numpy as np
 
 SPLITS = ("train", "val", "test")
+
+
+class Origin(NamedTuple):
+    """Where a sample came from: ``file`` plus, where it applies, the 1-based ``line`` of a text file
+    (JSONL, list files, and CSV files where the header is line 1), the 1-based data ``row`` of a table,
+    the 0-based ``record`` index in a JSON array, and the name of the source field holding the image."""
+
+    file: str
+    line: int | None = None
+    row: int | None = None
+    record: int | None = None
+    image_field: str | None = None
 
 
 @dataclass
@@ -40,6 +54,7 @@ class Sample:
     targets: dict[str, int | tuple[int, ...]] = field(default_factory=dict)
     patient_id: str | None = None
     split: str | None = None
+    origin: Origin | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,226 @@
+"""``jsonl``: the harness's native manifest, one JSON object per line (``data.path=<manifest.jsonl>``).
+
+A sample line::
+
+    {"id": "img001", "image": "images/img001.png",
+     "texts": {"category": "Abnormal", "disease": "Abnormal, glaucoma", "description": null},
+     "labels": {"category": ["Abnormal"], "disease": ["glaucoma"]},
+     "targets": {"glaucoma": 1, "disease_multilabel": [0, 1, 0]},
+     "patient_id": "p17", "split": "train"}
+
+- ``id`` (string or integer, required, unique), ``image`` (string, required: a path relative to the
+  manifest's folder, or absolute; ``.npz`` with key ``image`` or any image PIL reads);
+- ``texts``: level -> text, or ``null`` for a missing text (a level absent from ``texts`` is missing too);
+- ``labels`` (optional): level -> list of label names; ``targets`` (optional): task -> class index (multi-class)
+  or list of 0/1 over the task's classes (multi-label); ``patient_id`` (optional); ``split`` (optional):
+  ``train``, ``val`` or ``test`` (samples without one get drawn splits, see ``data.split_seed``).
+  Other keys are errors.
+
+Metadata, optional, in a sidecar ``<manifest>.meta.json`` (e.g. ``data.jsonl.meta.json``; ``data.meta.json``
+is accepted too) or as the first line ``{"meta": {...}}`` (not both)::
+
+    {"levels": ["category", "disease", "description"],
+     "vocab": {"category": ["Normal", "Abnormal"], "disease": ["glaucoma", "dr"]},
+     "tasks": {"glaucoma": {"kind": "multiclass", "classes": ["no", "yes"]},
+               "disease_multilabel": {"kind": "multilabel", "classes": ["amd", "glaucoma", "dr"]}}}
+
+``levels`` default: the levels seen in ``texts``/``labels``, in order of first appearance; a level's
+``vocab`` default: its labels, sorted; ``tasks`` is required when any line has ``targets``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from .options import existing_path, take
+from .paths import resolve
+from .problems import Problem, ProblemLog
+from .registry import DataConfigError
+from .sample import SPLITS, MultiGranularDataset, Origin, Sample, TaskSpec
+
+log = logging.getLogger(__name__)
+
+FMT = "jsonl"
+RECORD_KEYS = ("id", "image", "texts", "labels", "targets", "patient_id", "split")
+META_KEYS = ("levels", "vocab", "tasks")
+TASK_KINDS = ("multiclass", "multilabel")
+DEFAULTS = {"path": None}
+
+
+def _check_meta(meta: Any, where: str) -> dict:
+    if not isinstance(meta, dict):
+        raise DataConfigError(f"{where}: metadata must be an object with keys {list(META_KEYS)}, got {meta!r}")
+    unknown = sorted(set(meta) - set(META_KEYS))
+    if unknown:
+        raise DataConfigError(f"{where}: unknown metadata key(s) {unknown}; allowed: {list(META_KEYS)}")
+    levels = meta.get("levels")
+    if levels is not None and (not isinstance(levels, list) or not all(isinstance(g, str) for g in levels)):
+        raise DataConfigError(f"{where} [levels]: must be a list of level names, got {levels!r}")
+    vocab = meta.get("vocab") or {}
+    if not isinstance(vocab, dict) or not all(isinstance(v, list) for v in vocab.values()):
+        raise DataConfigError(f"{where} [vocab]: must map each level to a list of label names, got {vocab!r}")
+    if levels is not None:
+        stray = [g for g in vocab if g not in levels]
+        if stray:
+            raise DataConfigError(f"{where} [vocab]: level(s) {stray} are not in levels {levels}")
+    tasks = {}
+    for name, spec in (meta.get("tasks") or {}).items():
+        if not isinstance(spec, dict) or spec.get("kind") not in TASK_KINDS or not isinstance(spec.get("classes"), list):
+            raise DataConfigError(
+                f"{where} [tasks.{name}]: must be {{\"kind\": one of {list(TASK_KINDS)}, \"classes\": [names]}}, got {spec!r}"
+            )
+        tasks[name] = TaskSpec(spec["kind"], tuple(str(c) for c in spec["classes"]))
+    return {"levels": levels, "vocab": {g: [str(x) for x in v] for g, v in vocab.items()}, "tasks": tasks}
+
+
+def _sidecar(path: Path) -> list[Path]:
+    names = [path.with_name(path.name + ".meta.json"), path.with_name(path.stem + ".meta.json")]
+    return [p for p in dict.fromkeys(names) if p.is_file()]
+
+
+def _parse_line(obj: Any, origin: Origin, levels, tasks, base: Path, problems: ProblemLog) -> Sample | None:
+    where = f"line {origin.line}"
+    if not isinstance(obj, dict):
+        problems.add(Problem.at(origin, None, f"a line must be a JSON object, got {type(obj).__name__}", f"{origin.file}:{origin.line}"))
+        return None
+    sid = obj.get("id")
+    key = str(sid) if isinstance(sid, (str, int)) and not isinstance(sid, bool) and str(sid) else f"{origin.file}:{origin.line}"
+    n0 = len(problems)
+
+    def bad(field: str, msg: str) -> None:
+        problems.add(Problem.at(origin, field, msg, key))
+
+    unknown = sorted(set(obj) - set(RECORD_KEYS))
+    if unknown:
+        bad(unknown[0], f"unknown key(s) {unknown}; allowed: {list(RECORD_KEYS)}")
+    if key.startswith(f"{origin.file}:"):
+        bad("id", "missing field 'id' (a non-empty string or integer)" if "id" not in obj else f"'id' must be a non-empty string or integer, got {sid!r}")
+    image = obj.get("image")
+    if not isinstance(image, str) or not image.strip():
+        bad("image", "missing field 'image' (a path)" if "image" not in obj else f"'image' must be a path string, got {image!r}")
+    texts_in = obj.get("texts", {})
+    texts: dict[str, str | None] = {}
+    if not isinstance(texts_in, dict):
+        bad("texts", f"'texts' must be an object level -> text or null, got {texts_in!r}")
+    else:
+        for g, t in texts_in.items():
+            if levels is not None and g not in levels:
+                bad(f"texts.{g}", f"level {g!r} is not declared in the metadata levels {levels}")
+            elif t is not None and (not isinstance(t, str) or not t.strip()):
+                bad(f"texts.{g}", f"a text must be a non-empty string or null, got {t!r}")
+            else:
+                texts[g] = t
+    labels_in = obj.get("labels", {})
+    labels: dict[str, tuple[str, ...]] = {}
+    if not isinstance(labels_in, dict):
+        bad("labels", f"'labels' must be an object level -> list of names, got {labels_in!r}")
+    else:
+        for g, labs in labels_in.items():
+            if levels is not None and g not in levels:
+                bad(f"labels.{g}", f"level {g!r} is not declared in the metadata levels {levels}")
+            elif not isinstance(labs, list) or not all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in labs):
+                bad(f"labels.{g}", f"labels must be a list of names, got {labs!r}")
+            else:
+                labels[g] = tuple(dict.fromkeys(str(x) for x in labs))
+    targets_in = obj.get("targets", {})
+    targets: dict[str, int | tuple[int, ...]] = {}
+    if tasks is None:  # no tasks declared: lines with targets are reported once, after the loop
+        targets_in = {}
+    elif not isinstance(targets_in, dict):
+        bad("targets", f"'targets' must be an object task -> target, got {targets_in!r}")
+    if isinstance(targets_in, dict):
+        for task, t in targets_in.items():
+            if task not in tasks:
+                bad(f"targets.{task}", f"task {task!r} is not declared in the metadata tasks {sorted(tasks)}")
+            elif tasks[task].kind == "multiclass":
+                if not isinstance(t, int) or isinstance(t, bool):
+                    bad(f"targets.{task}", f"a multi-class target is a class index (int), got {t!r}")
+                else:
+                    targets[task] = t
+            elif not isinstance(t, list) or not all(v in (0, 1) and not isinstance(v, bool) for v in t):
+                bad(f"targets.{task}", f"a multi-label target is a list of 0/1, got {t!r}")
+            else:
+                targets[task] = tuple(int(v) for v in t)
+    split = obj.get("split")
+    if split is not None and split not in SPLITS:
+        bad("split", f"split {split!r} is not one of {list(SPLITS)} (or null)")
+    pid = obj.get("patient_id")
+    if pid is not None and not isinstance(pid, (str, int)):
+        bad("patient_id", f"'patient_id' must be a string or integer, got {pid!r}")
+    if len(problems) > n0:
+        return None
+    return Sample(
+        key,
+        resolve(base, image.strip()),
+        texts,
+        labels,
+        targets,
+        patient_id=None if pid is None else str(pid),
+        split=split,
+        origin=Origin(origin.file, line=origin.line, image_field="image"),
+    )
+
+
+def build(**options: Any) -> MultiGranularDataset:
+    opt = take(FMT, options, DEFAULTS, required=("path",))
+    path = existing_path(FMT, "path", opt["path"], kind="file")
+    lines = path.read_text().splitlines()
+    meta = None
+    first = next((i for i, ln in enumerate(lines) if ln.strip()), None)
+    if first is not None:
+        try:
+            head = json.loads(lines[first])
+        except json.JSONDecodeError:
+            head = None
+        if isinstance(head, dict) and set(head) == {"meta"}:
+            meta = _check_meta(head["meta"], f"{path}, line {first + 1}")
+            lines[first] = ""
+    sidecars = _sidecar(path)
+    if len(sidecars) + (meta is not None) > 1:
+        raise DataConfigError(
+            f"{path}: metadata given more than once ({[str(p) for p in sidecars]}"
+            f"{' and a header line' if meta is not None else ''}); keep one"
+        )
+    if sidecars:
+        try:
+            meta = _check_meta(json.loads(sidecars[0].read_text()), str(sidecars[0]))
+        except json.JSONDecodeError as e:
+            raise DataConfigError(f"{sidecars[0]}: not valid JSON: {e}") from e
+    meta = meta or {"levels": None, "vocab": {}, "tasks": {}}
+    problems = ProblemLog()
+    samples: list[Sample] = []
+    any_targets = False
+    for i, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        origin = Origin(str(path), line=i)
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            problems.add(Problem.at(origin, None, f"not valid JSON: {e}", f"{path}:{i}"))
+            continue
+        any_targets = any_targets or (isinstance(obj, dict) and bool(obj.get("targets")))
+        s = _parse_line(obj, origin, meta["levels"], meta["tasks"] or None, path.parent, problems)
+        if s is not None:
+            samples.append(s)
+    if any_targets and not meta["tasks"]:
+        raise DataConfigError(
+            f"{path}: lines have 'targets' but no tasks are declared; add \"tasks\": {{name: {{\"kind\": "
+            f"multiclass|multilabel, \"classes\": [...]}}}} to {path.name}.meta.json or a first line {{\"meta\": ...}}"
+        )
+    levels = meta["levels"]
+    if levels is None:
+        seen: dict[str, None] = {}
+        for s in samples:
+            seen.update(dict.fromkeys(s.texts))
+            seen.update(dict.fromkeys(s.labels))
+        levels = list(seen)
+    vocab = {g: meta["vocab"].get(g) or sorted({x for s in samples for x in s.labels.get(g, ())}) for g in levels}
+    dataset = MultiGranularDataset(samples, levels, vocab, meta["tasks"], name=f"{FMT}:{path.name}")
+    problems.raise_if_any(partial=dataset)
+    log.info("%s: %d samples, levels %s, tasks %s", dataset.name, len(samples), list(levels), sorted(meta["tasks"]))
+    return dataset
+

@@ -22,6 +22,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -58,7 +59,7 @@ def build_objective(cfg: DictConfig):
     return objectives.build(name, **options)
 
 
-def run_tasks(model, splits: dict, task_entries: list, cache, prefix: str = "") -> dict[str, Any]:
+def run_tasks(model, splits: dict, task_entries: list, cache, prefix: str = "", predictions_dir: Path | None = None) -> dict[str, Any]:
     import tasks
 
     metrics: dict[str, Any] = {}
@@ -68,6 +69,10 @@ def run_tasks(model, splits: dict, task_entries: list, cache, prefix: str = "") 
         t0 = time.perf_counter()
         result = task.run(model, splits, cache=cache)
         metrics.update({f"{prefix}{key}/{k}": v for k, v in result.items()})
+        if predictions_dir is not None and getattr(task, "last_predictions", None) is not None:
+            # the contract bench.report's paired bootstrap reads: predictions/<task key, / -> __>.npz
+            path = Path(predictions_dir) / (prefix.replace("/", "__") + key.replace("/", "__") + ".npz")
+            store.atomic_write(path, lambda f: np.savez(f, **task.last_predictions), mode="wb")
         metrics[f"{prefix}{key}/time_s"] = time.perf_counter() - t0
     return metrics
 
@@ -142,7 +147,7 @@ def run_cell(cfg: DictConfig, cell_dir: Path) -> dict[str, Any]:
     model.eval()
     if rank != 0:
         return metrics  # rank 0 evaluates and writes
-    metrics.update(run_tasks(model, splits, list(cfg.tasks), cache))
+    metrics.update(run_tasks(model, splits, list(cfg.tasks), cache, predictions_dir=cell_dir / "predictions"))
     metrics.update(
         {
             "wall_time_s": time.perf_counter() - t0,

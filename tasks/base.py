@@ -21,6 +21,9 @@ class Task:
 
     name: ClassVar[str] = "task"
     needs_target: ClassVar[bool] = True
+    #: the last ``run``'s test-set predictions, for paired bootstrap tests in reports:
+    #: ``{"y_true": ..., "scores": ..., "kind": ..., "threshold": ...}`` or None (set by ``record_predictions``)
+    last_predictions: dict[str, Any] | None = None
 
     @dataclasses.dataclass
     class Options:
@@ -40,6 +43,14 @@ class Task:
     def __repr__(self) -> str:
         opts = ", ".join(f"{f.name}={getattr(self.options, f.name)!r}" for f in dataclasses.fields(self.options))
         return f"{type(self).__name__}({opts})"
+
+    def record_predictions(self, y_true: Any, scores: Any, kind: str, threshold: float = 0.5) -> None:
+        """Keep the test-set predictions of this run (the runner saves them as ``predictions/<task>.npz``)."""
+        import numpy as np
+
+        self.last_predictions = {
+            "y_true": np.asarray(y_true), "scores": np.asarray(scores), "kind": kind, "threshold": float(threshold),
+        }
 
     # -- shared run-time checks ---------------------------------------------------------------------------
     def require_splits(self, splits: Mapping[str, Any], *names: str) -> list[Any]:

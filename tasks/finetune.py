@@ -137,6 +137,7 @@ class Finetune(Task):
             scores = self._predict(model, encoder, head, test, kind)
 
         out: Metrics = dict(classification_metrics(y_test, scores, kind, ci=o.ci, n_boot=o.n_boot, seed=o.seed))
+        self.record_predictions(y_test, scores, kind)
         out.update(
             best_epoch=int(best_epoch),
             val_acc=float(best_acc),

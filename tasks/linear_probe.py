@@ -131,6 +131,7 @@ class LinearProbe(Task):
             out["val_log_loss"] = float(val_losses[best])
         test_scores = fitted[best].predict_proba(transform(feats["test"]))
         out.update(classification_metrics(y["test"], test_scores, kind, ci=o.ci, n_boot=o.n_boot, seed=o.seed))
+        self.record_predictions(y["test"], test_scores, kind)
         out.update(
             c=float(grid[best]),
             select_metric=o.select_metric if search else "fixed",

@@ -131,6 +131,7 @@ class ZeroShot(Task):
         out: Metrics = dict(
             classification_metrics(y, scores, kind, ci=o.ci, n_boot=o.n_boot, seed=o.seed, threshold=threshold)
         )
+        self.record_predictions(y, scores, kind, threshold)
         out.update(extra)
         out.update(
             prompt_source=f"level:{o.level}" if o.level else "classnames",

@@ -57,6 +57,12 @@ def test_grid_runs_once_then_skips(grid_file, tmp_path, capsys):
         assert cfg["grid"] == "tiny"
         assert (cell / "history.csv").read_text().startswith("step,")
         assert (cell / "checkpoints" / "last.pt").exists()
+        assert (cell / "checkpoints" / "encoder.pt").exists()
+        import numpy as np
+
+        with np.load(cell / "predictions" / "linear_probe__disease_multilabel.npz") as pred:
+            assert str(pred["kind"]) == "multilabel"
+            assert pred["scores"].shape == pred["y_true"].shape == (48, len(pred["scores"][0]))
     out = capsys.readouterr().out
     assert "table:" in out and "CLIP" in out and "MGLL" in out
     mtimes = {c.name: (c / "done").stat().st_mtime for c in cells}

@@ -1,0 +1,20 @@
+"""``python -m bench.report results/<grid> [key=value ...]``: tables and figures from a grid's cells.
+
+Loads every cell's ``config.yaml`` and ``metrics.json`` into one DataFrame (``report/all.csv``) and writes,
+under ``results/<grid>/report/``: the main table (rows = objectives or any config key, columns = task x
+metric, mean +- std over seeds, best bold, second best underlined, significance daggers against a baseline
+row), the MGLL-style objective-ablation (Table 3) and number-of-granularities (Table 4) tables, a cost table,
+each as Markdown, LaTeX (booktabs) and CSV; seaborn figures (PNG, PDF); and ``report.md`` showing them all.
+Cells that are not done stop the report (``MissingCellsError``, exit status 2) unless ``allow_missing``.
+
+Modules: ``load`` (cells -> DataFrame), ``metrics`` (direction, scale, headers), ``tables`` (rows, mean/std,
+marks), ``render`` (Markdown, CSV), ``latex``, ``significance`` (t-test over seeds, bootstrap over saved
+predictions), ``figures``, ``writer`` (``write_report``), ``cli`` (``main``).
+"""
+
+from .cli import USAGE, main
+from .load import MissingCell, MissingCellsError, ReportError, Results, load_results
+from .writer import write_report
+
+__all__ = ["USAGE", "MissingCell", "MissingCellsError", "ReportError", "Results", "load_results", "main",
+           "write_report"]

@@ -1,0 +1,80 @@
+"""Instance-level and multi-positive CLIP.
+
+``clip`` (open_clip's ``ClipLoss``), on one level ``g`` (option ``level``, default the batch's first level):
+
+    S = s X Y^T,   L = 1/2 [CE(S, I) + CE(S^T, I)],   CE(S, T) = -(1/B) sum_i sum_j T_ij log softmax_j(S_i.)
+
+One matrix product; the text -> image direction reads the same matrix by columns. Labels are optional: when
+given, a negative id (or a multi-hot row with a negative entry) marks a missing text and the sample takes no
+part (B = number of present samples).
+
+``clip_multipositive`` (the released MGLL ``CLIPBaseline``): the same with the UNnormalised co-occurrence
+``C`` (``target`` ``exact`` (default) or ``jaccard``) as target, ``L = 1/2 [CE(S, C) + CE(S^T, C)]``, so a
+row with c positives weighs c times ``-mean log p`` of its positives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from .base import Batch, CommonOptions, Objective, check_choice, register, safe_div
+from .plan import LevelRequest
+
+__all__ = ["Clip", "ClipMultiPositive"]
+
+
+@dataclass(frozen=True)
+class ClipOptions(CommonOptions):
+    #: the level to use (None: the batch's first level)
+    level: str | None = None
+
+
+@register("clip")
+class Clip(Objective):
+    """``L = 1/2 [CE(S, I) + CE(S^T, I)]`` on one level. Output: ``"clip/<level>"``."""
+
+    Options = ClipOptions
+
+    def levels_used(self, available_levels) -> list[str]:
+        return [self.opt.level] if self.opt.level is not None else super().levels_used(available_levels)
+
+    def needs_labels(self, level: str) -> bool:
+        return False
+
+    def compute(self, batch: Batch) -> dict[str, Tensor]:
+        g = batch.levels[0]
+        sums = batch.sums({g: LevelRequest(batch.targets(g, "identity"), row_ce=True, col_ce=True)})
+        return {f"clip/{g}": safe_div(sums.get((g, "row_ce")) + sums.get((g, "col_ce")), 2 * sums.n[g])}
+
+
+@dataclass(frozen=True)
+class MultiPositiveOptions(CommonOptions):
+    level: str | None = None
+    #: co-occurrence: exact (equal ids) or jaccard (multi-hot label sets)
+    target: str = "exact"
+
+    def check(self, objective: str) -> None:
+        check_choice(objective, "target", self.target, ("exact", "jaccard"))
+
+
+@register("clip_multipositive")
+class ClipMultiPositive(Objective):
+    """``L = 1/2 [CE(S, C) + CE(S^T, C)]`` with the unnormalised co-occurrence C. Output:
+    ``"clip_multipositive/<level>"``."""
+
+    Options = MultiPositiveOptions
+
+    @property
+    def wants_multi_hot(self) -> bool:
+        return self.opt.target == "jaccard"
+
+    def levels_used(self, available_levels) -> list[str]:
+        return [self.opt.level] if self.opt.level is not None else super().levels_used(available_levels)
+
+    def compute(self, batch: Batch) -> dict[str, Tensor]:
+        g = batch.levels[0]
+        t = batch.targets(g, self.opt.target, normalise=False)
+        sums = batch.sums({g: LevelRequest(t, row_ce=True, col_ce=True)})
+        return {f"clip_multipositive/{g}": safe_div(sums.get((g, "row_ce")) + sums.get((g, "col_ce")), 2 * sums.n[g])}

@@ -1,0 +1,498 @@
+"""The shared numerical core: partial sums of contrastive terms on similarity matrices, in row blocks.
+
+Every objective reduces to a few *slots* (scalar sums) evaluated on one or more similarity matrices
+``S = s * A B^T (+ b)`` (rows ``A`` [R, D], columns ``B`` [K, D], scale ``s``, optional bias ``b``), with the
+targets of :class:`objectives.targets.Pairs` (kernel ``K``, row/column normalisers ``r``, target mass ``t``):
+
+- ``row_ce``  = sum_i [ t_i lse_i - sum_j K_ij r_i S_ij ]       soft CE, softmax over columns (image -> text)
+- ``col_ce``  = sum_j [ t'_j lse'_j - sum_i K_ij r'_j S_ij ]    soft CE, softmax over rows (text -> image)
+- ``pw``      = sum_ij [ softplus(S_ij) - Y_ij S_ij ]           BCE with logits, Y = 1[K>0] or the soft K_ij r_i
+- ``skl``     = sum_i sum_g KL(P^g_i || M_i), P^g_i = softmax_j(S^g_i.), M_i = mean_g P^g_i
+- ``rawkl``   = sum_ij [ 2 xlogy(M, M) - M log A_ij - M log D_ij ], M = (A + D) / 2 on two raw logit matrices
+                (the released MGLL code's KL; torch's ``kl_div`` convention, NaN whenever a logit is <= 0)
+
+with ``lse_i = logsumexp_j S_ij`` and ``lse'_j = logsumexp_i S_ij``. The objectives divide the slots by
+their normalisers (1/B, 1/(2B), 1/B^2, ...) outside; autograd carries those factors in.
+
+Implementation (:class:`_SlotSums`, a custom autograd Function):
+
+- logits in the inputs' dtype (the caller upcasts half to fp32, float64 stays); log-sum-exp and softplus
+  forms only; the soft-CE terms never build log-softmax matrices:
+  ``-sum_j T_ij log p_ij = t_i lse_i - sum_j T_ij S_ij``;
+- one matrix product per similarity matrix; the column direction reuses the same matrix (column
+  log-sum-exp accumulated online over row blocks, flash-attention style); the row log-sum-exp and
+  ``exp(S - max)`` are shared by the soft CE and ``skl``;
+- ``skl``: ``log M = log(sum_g P^g) - log G`` from the probabilities already at hand (clamped at the
+  smallest normal number: where every ``P^g`` underflowed, its contributions ``P^g (...)`` are 0 anyway);
+- target-linear parts ``sum W S`` / ``sum Y S``: for exact and identity targets from the list of positive
+  pairs (O(P), no B x B kernel), else from kernel blocks;
+- the backward is written out: ``dL/dS = g_row (t_i p_ij - W_ij) + g_col (t'_j q_ij - W'_ij)
+  + g_pw (sigmoid(S_ij) - Y_ij) + g_skl P^g_ij (log P^g_ij - log M_ij - KL^g_i) + g_raw d(rawkl)/dS``,
+  then ``dA = s dS B``, ``dB = s dS^T A``, ``ds = sum(dS * A B^T)``, ``db = sum(dS)``;
+- ``chunk_size = 0``: S is computed by one product and kept for the backward, which overwrites it in place
+  with dL/dS (no second B x B allocation; a second backward with ``retain_graph`` recomputes S); the
+  element-wise work runs over row blocks with reused buffers (cheaper than fresh B x B temporaries);
+  ``chunk_size = c > 0``: nothing of size R x K is stored; the forward and the backward compute S in
+  blocks of ``c`` rows (the backward recomputes them), so the peak extra memory is a few ``c x K`` buffers;
+- a slot whose incoming gradient is exactly 0 is skipped in the backward (this is how a dropped NaN term,
+  e.g. the released KL, does not poison the gradient).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from .targets import Pairs
+
+__all__ = ["Group", "Plan", "View", "slot_sums"]
+
+#: element budget of one row block of the element-wise work when chunking is off
+ELEMENT_BLOCK = 1 << 19
+#: minimal rows of such a block
+MIN_BLOCK_ROWS = 32
+
+
+@dataclass(eq=False)
+class View:
+    """One similarity matrix ``S = s * feats[a] @ feats[b]^T (+ b)`` and the slots computed on it
+    (output indices, -1 = not computed); ``pairs`` holds its targets (None for views that only take part in
+    a cross-level slot)."""
+
+    a: int
+    b: int
+    pairs: Pairs | None = None
+    row_ce: int = -1
+    col_ce: int = -1
+    pw: int = -1
+    pw_soft: bool = False
+    needs_row_lse: bool = False
+
+    @property
+    def linear(self) -> bool:
+        """True when a slot has a target-linear part (sum W S or sum Y S)."""
+        return self.row_ce >= 0 or self.col_ce >= 0 or self.pw >= 0
+
+
+@dataclass(eq=False)
+class Group:
+    """Views processed in lockstep over the same rows (needed by the cross-view slots ``skl``, ``rawkl``)."""
+
+    views: list[View]
+    skl: int = -1
+    rawkl: int = -1
+
+
+@dataclass(eq=False)
+class Plan:
+    groups: list[Group]
+    n_slots: int
+    chunk_size: int = 0
+
+
+def slot_sums(plan: Plan, feats: list[Tensor], scale: Tensor, bias: Tensor | None) -> Tensor:
+    """Evaluate ``plan`` on ``feats`` (all of one floating dtype) and return the slot sums [n_slots]."""
+    for g in plan.groups:
+        for v in g.views:
+            v.needs_row_lse = v.row_ce >= 0 or g.skl >= 0
+    return _SlotSums.apply(plan, scale, bias, *feats)
+
+
+class _Buffers:
+    """Reusable [rows, K] work buffers, keyed by name."""
+
+    def __init__(self, rows: int, dtype: torch.dtype, device: torch.device):
+        self.rows, self.dtype, self.device = rows, dtype, device
+        self._store: dict[tuple, Tensor] = {}
+
+    def get(self, key: tuple, n: int, k: int) -> Tensor:
+        t = self._store.get((key, k))
+        if t is None:
+            t = torch.empty(self.rows, k, dtype=self.dtype, device=self.device)
+            self._store[(key, k)] = t
+        return t[:n]
+
+
+def _block_rows(plan: Plan, group: Group, feats: list[Tensor]) -> tuple[int, int]:
+    rows = feats[group.views[0].a].shape[0]
+    kmax = max(feats[v.b].shape[0] for v in group.views)
+    if plan.chunk_size > 0:
+        return rows, max(1, min(plan.chunk_size, rows))
+    return rows, max(1, min(rows, max(MIN_BLOCK_ROWS, ELEMENT_BLOCK // max(kmax, 1))))
+
+
+def _softplus_threshold(dtype: torch.dtype) -> float:
+    return 20.0 if dtype != torch.float64 else 40.0
+
+
+def _softplus(x: Tensor, threshold: float, out: Tensor) -> Tensor:
+    """softplus(x) into ``out`` (log(1 + e^x); x itself above ``threshold``)."""
+    try:
+        return torch._C._nn.softplus(x, 1.0, threshold, out=out)
+    except (AttributeError, TypeError, RuntimeError):  # pragma: no cover - other torch builds
+        return out.copy_(torch.nn.functional.softplus(x, 1.0, threshold))
+
+
+def _dot(a: Tensor, b: Tensor) -> Tensor:
+    return torch.dot(a, b) if a.numel() else a.new_zeros(())
+
+
+class _SlotSums(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, plan: Plan, scale: Tensor, bias: Tensor | None, *feats: Tensor) -> Tensor:  # type: ignore[override]
+        dtype, device = feats[0].dtype, feats[0].device
+        parts: list[list[Tensor]] = [[] for _ in range(plan.n_slots)]
+        scaled: dict[int, Tensor] = {}
+        saved_s: dict[int, Tensor] = {}
+        lse_row: dict[int, Tensor] = {}
+        lse_col: dict[int, Tensor] = {}
+        kl_row: dict[int, Tensor] = {}
+        thr = _softplus_threshold(dtype)
+        tiny = torch.finfo(dtype).tiny
+        chunked = plan.chunk_size > 0
+
+        for group in plan.groups:
+            views = group.views
+            rows, blk = _block_rows(plan, group, feats)
+            if rows == 0 or any(feats[v.b].shape[0] == 0 for v in views):
+                continue
+            for v in views:
+                if v.a not in scaled:
+                    scaled[v.a] = feats[v.a] * scale
+            bufs = _Buffers(blk, dtype, device)
+            full: dict[int, Tensor] = {}
+            if not chunked:
+                for vi, v in enumerate(views):
+                    s_full = torch.mm(scaled[v.a], feats[v.b].T)
+                    if bias is not None:
+                        s_full.add_(bias)
+                    full[vi] = saved_s[id(v)] = s_full
+            col_state: dict[int, list[Tensor]] = {}
+            for vi, v in enumerate(views):
+                k = feats[v.b].shape[0]
+                if v.needs_row_lse:
+                    lse_row[id(v)] = torch.empty(rows, dtype=dtype, device=device)
+                if group.skl >= 0:
+                    kl_row[id(v)] = torch.empty(rows, dtype=dtype, device=device)
+                if v.col_ce >= 0:
+                    col_state[vi] = [
+                        torch.full((k,), -math.inf, dtype=dtype, device=device),
+                        torch.zeros(k, dtype=dtype, device=device),
+                        torch.zeros(k, dtype=dtype, device=device),  # sum_i K_ij S_ij (dense kernels)
+                    ]
+
+            for r0 in range(0, rows, blk):
+                r1 = min(rows, r0 + blk)
+                n = r1 - r0
+                blocks: list[Tensor] = []
+                sums_exp: dict[int, Tensor] = {}
+                for vi, v in enumerate(views):
+                    k = feats[v.b].shape[0]
+                    if not chunked:
+                        s_blk = full[vi][r0:r1]
+                    else:
+                        s_blk = torch.mm(scaled[v.a][r0:r1], feats[v.b].T, out=bufs.get(("S", vi), n, k))
+                        if bias is not None:
+                            s_blk.add_(bias)
+                    blocks.append(s_blk)
+                    t1 = bufs.get(("T1", vi), n, k)
+                    t2 = bufs.get(("T2", vi), n, k)
+                    # row log-sum-exp (shared by row_ce and skl); t1 keeps exp(S - m) for skl
+                    if v.needs_row_lse:
+                        m = s_blk.amax(dim=1)
+                        torch.sub(s_blk, m[:, None], out=t1).exp_()
+                        se = t1.sum(dim=1)
+                        sums_exp[vi] = se
+                        lse = torch.log(se).add_(m)
+                        lse_row[id(v)][r0:r1] = lse
+                        if v.row_ce >= 0:
+                            parts[v.row_ce].append(_dot(v.pairs.t_row[r0:r1], lse))
+                    # column log-sum-exp, online over row blocks
+                    if v.col_ce >= 0:
+                        cmax, csum, _ = col_state[vi]
+                        new_max = torch.maximum(cmax, s_blk.amax(dim=0))
+                        csum.mul_(torch.exp(cmax - new_max))
+                        torch.sub(s_blk, new_max[None, :], out=t2).exp_()
+                        csum.add_(t2.sum(dim=0))
+                        col_state[vi][0] = new_max
+                    if v.pw >= 0:
+                        parts[v.pw].append(_softplus(s_blk, thr, t2).sum())
+                    # target-linear parts: sum_ij W_ij S_ij (and sum_ij Y_ij S_ij)
+                    if v.linear:
+                        _linear_forward(v, s_blk, t2, r0, r1, parts, col_state.get(vi), dtype)
+
+                if group.skl >= 0:
+                    # log M = log(sum_g P^g) - log G, with P^g = t1 / se (clamped: underflowed entries have P = 0)
+                    k = feats[views[0].b].shape[0]
+                    lm = bufs.get(("LM",), n, k)
+                    for vi in range(len(views)):
+                        t1 = bufs.get(("T1", vi), n, k)
+                        inv = sums_exp[vi].reciprocal()[:, None]
+                        if vi == 0:
+                            torch.mul(t1, inv, out=lm)
+                        else:
+                            lm.addcmul_(t1, inv)
+                    lm.clamp_(min=tiny).log_()
+                    log_g = math.log(len(views))
+                    for vi, v in enumerate(views):
+                        t1, t2 = bufs.get(("T1", vi), n, k), bufs.get(("T2", vi), n, k)
+                        # KL_i = sum_j P_ij (log P_ij - log M_ij) = sum_j t1_ij (S_ij - lse_i - lm_ij) / se_i + log G
+                        torch.sub(blocks[vi], lse_row[id(v)][r0:r1, None], out=t2).sub_(lm).mul_(t1)
+                        kl = t2.sum(dim=1).div_(sums_exp[vi]).add_(log_g)
+                        kl_row[id(v)][r0:r1] = kl
+                        parts[group.skl].append(kl.sum())
+                if group.rawkl >= 0:
+                    parts[group.rawkl].append(_raw_kl_value(blocks[0], blocks[1]))
+
+            for vi, v in enumerate(views):
+                if v.col_ce >= 0:
+                    cmax, csum, ecol = col_state[vi]
+                    lse_c = torch.log(csum).add_(cmax)
+                    lse_col[id(v)] = lse_c
+                    parts[v.col_ce].append(_dot(v.pairs.t_col, lse_c))
+                    if not v.pairs.sparse:
+                        parts[v.col_ce].append(-_dot(v.pairs.r_col, ecol))
+
+        zero = torch.zeros((), dtype=dtype, device=device)
+        acc = torch.stack([torch.stack(p).sum() if p else zero for p in parts]) if parts else zero.new_zeros(0)
+        ctx.plan = plan
+        ctx.saved_s = saved_s
+        ctx.consumed = False
+        ctx.lse_row, ctx.lse_col, ctx.kl_row = lse_row, lse_col, kl_row
+        ctx.has_bias = bias is not None
+        ctx.save_for_backward(scale, bias if bias is not None else scale.new_zeros(()), *feats)
+        return acc
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        plan: Plan = ctx.plan
+        scale, bias, *feats = ctx.saved_tensors
+        bias_t = bias if ctx.has_bias else None
+        dtype, device = feats[0].dtype, feats[0].device
+        tiny = torch.finfo(dtype).tiny
+        gl = grad.tolist()
+        need = ctx.needs_input_grad
+        need_scale, need_bias = need[1], need[2] and ctx.has_bias
+        grads = _Grads(feats, [need[3 + i] for i in range(len(feats))], need_scale, need_bias, scale)
+        # without chunking the stored S becomes dL/dS in place; a second backward (retain_graph) recomputes S
+        recompute = plan.chunk_size > 0 or ctx.consumed
+
+        def g_of(slot: int) -> float:
+            return gl[slot] if slot >= 0 else 0.0
+
+        for group in plan.groups:
+            views = group.views
+            rows, blk = _block_rows(plan, group, feats)
+            if rows == 0 or any(feats[v.b].shape[0] == 0 for v in views):
+                continue
+            g_skl, g_raw = g_of(group.skl), g_of(group.rawkl)
+            coeffs = [(g_of(v.row_ce), g_of(v.col_ce), g_of(v.pw)) for v in views]
+            if g_skl == 0.0 and g_raw == 0.0 and all(c == (0.0, 0.0, 0.0) for c in coeffs):
+                continue
+            bufs = _Buffers(blk, dtype, device)
+            c_row = [(v.pairs.t_row * c[0]) if c[0] != 0.0 else None for v, c in zip(views, coeffs)]
+            c_col = [(v.pairs.t_col * c[1])[None, :] if c[1] != 0.0 else None for v, c in zip(views, coeffs)]
+            if g_skl != 0.0:
+                log_g = math.log(len(views))
+                shift = [ctx.lse_row[id(v)] + ctx.kl_row[id(v)] - log_g for v in views]
+            for r0 in range(0, rows, blk):
+                r1 = min(rows, r0 + blk)
+                n = r1 - r0
+                blocks, probs = [], []
+                for vi, v in enumerate(views):
+                    k = feats[v.b].shape[0]
+                    if recompute:
+                        s_blk = torch.mm(grads.scaled(v.a)[r0:r1], feats[v.b].T, out=bufs.get(("S", vi), n, k))
+                        if bias_t is not None:
+                            s_blk.add_(bias_t)
+                    else:
+                        s_blk = ctx.saved_s[id(v)][r0:r1]
+                    blocks.append(s_blk)
+                    probs.append(
+                        torch.softmax(s_blk, dim=1, out=bufs.get(("P", vi), n, k))
+                        if coeffs[vi][0] != 0.0 or g_skl != 0.0
+                        else None
+                    )
+                # every quantity that reads S, before S's storage is overwritten by dL/dS
+                raw = _raw_kl_grads(blocks[0], blocks[1]) if g_raw != 0.0 else None
+                skl_d = []
+                if g_skl != 0.0:
+                    k = feats[views[0].b].shape[0]
+                    lm = bufs.get(("LM",), n, k)
+                    torch.add(probs[0], probs[1], out=lm) if len(views) == 2 else torch.sum(
+                        torch.stack(probs), 0, out=lm
+                    )
+                    lm.clamp_(min=tiny).log_()
+                    for vi in range(len(views)):
+                        # log P - log M - KL_i = S - (lse_i + KL_i - log G) - log(sum_g P^g)
+                        d = torch.sub(blocks[vi], shift[vi][r0:r1, None], out=bufs.get(("D", vi), n, k)).sub_(lm)
+                        skl_d.append(d)
+                for vi, v in enumerate(views):
+                    s_blk = blocks[vi]
+                    k = feats[v.b].shape[0]
+                    g_row, g_col, g_pw = coeffs[vi]
+                    q = sig = None
+                    if g_col != 0.0:
+                        q = torch.sub(s_blk, ctx.lse_col[id(v)][None, :], out=bufs.get(("Q", vi), n, k)).exp_()
+                    if g_pw != 0.0:
+                        sig = torch.sigmoid(s_blk, out=bufs.get(("SG", vi), n, k))
+                    g = s_blk  # overwrite S with dL/dS
+                    if g_row != 0.0:
+                        torch.mul(probs[vi], c_row[vi][r0:r1, None], out=g)
+                    else:
+                        g.zero_()
+                    if q is not None:
+                        g.addcmul_(q, c_col[vi])
+                    if sig is not None:
+                        g.add_(sig, alpha=g_pw)
+                    if g_skl != 0.0:
+                        g.addcmul_(probs[vi], skl_d[vi], value=g_skl)
+                    if raw is not None:
+                        g.add_(raw[vi], alpha=g_raw)
+                    if g_row != 0.0 or g_col != 0.0 or g_pw != 0.0:
+                        _subtract_targets(g, bufs.get(("T", vi), n, k), v, v.pairs, r0, r1, g_row, g_col, g_pw, dtype)
+                    if recompute:
+                        grads.consume(g, v, r0, r1)
+            if not recompute:
+                for v in views:
+                    grads.consume(ctx.saved_s[id(v)], v, 0, rows)
+        if plan.chunk_size <= 0:
+            ctx.consumed = True
+        d_feats = [
+            (torch.zeros_like(f) if d is None else d) if n else None
+            for f, d, n in zip(feats, grads.d_feats, grads.need)
+        ]
+        return (None, grads.d_scale if need_scale else None, grads.d_bias if need_bias else None, *d_feats)
+
+
+class _Grads:
+    """Accumulates the gradients of the features, the scale and the bias from blocks of dL/dS."""
+
+    def __init__(self, feats: list[Tensor], need: list[bool], need_scale: bool, need_bias: bool, scale: Tensor):
+        self.feats, self.need, self.scale = feats, need, scale
+        self.need_scale, self.need_bias = need_scale, need_bias
+        self.d_feats: list[Tensor | None] = [None] * len(feats)
+        self.d_scale = torch.zeros((), dtype=feats[0].dtype, device=feats[0].device)
+        self.d_bias = torch.zeros((), dtype=feats[0].dtype, device=feats[0].device)
+        self._scaled: dict[int, Tensor] = {}
+
+    def scaled(self, i: int) -> Tensor:
+        if i not in self._scaled:
+            self._scaled[i] = self.feats[i] * self.scale
+        return self._scaled[i]
+
+    def _add(self, i: int, r0: int, r1: int, value: Tensor) -> None:
+        if self.d_feats[i] is None:
+            if r0 == 0 and r1 == self.feats[i].shape[0]:
+                self.d_feats[i] = value
+                return
+            self.d_feats[i] = torch.zeros_like(self.feats[i])
+        self.d_feats[i][r0:r1].add_(value)
+
+    def consume(self, g: Tensor, v: View, r0: int, r1: int) -> None:
+        """dL/dS for rows r0..r1-1 of view v -> dA = s dS B, dB = s dS^T A, ds = sum(dS * A B^T), db = sum(dS)."""
+        a_blk = self.feats[v.a][r0:r1]
+        if self.need[v.a] or self.need_scale:
+            u = g @ self.feats[v.b]
+            if self.need_scale:
+                self.d_scale.add_(torch.dot(u.reshape(-1), a_blk.reshape(-1)))
+            if self.need[v.a]:
+                self._add(v.a, r0, r1, u.mul_(self.scale))
+        if self.need[v.b]:
+            if self.d_feats[v.b] is None:
+                self.d_feats[v.b] = torch.mm(g.T, self.scaled(v.a)[r0:r1])
+            else:
+                self.d_feats[v.b].addmm_(g.T, self.scaled(v.a)[r0:r1])
+        if self.need_bias:
+            self.d_bias.add_(g.sum())
+
+
+def _linear_forward(
+    v: View, s_blk: Tensor, t: Tensor, r0: int, r1: int, parts: list[list[Tensor]], col_state, dtype
+) -> None:
+    """Forward target-linear parts on rows r0..r1-1: -sum W_row S, -sum W_col S, -sum Y S."""
+    pairs = v.pairs
+    if pairs.sparse:
+        a, b = pairs.span(r0, r1)
+        flat = (pairs.pi[a:b] - r0) * s_blk.shape[1] + pairs.pj[a:b]
+        vals = s_blk.reshape(-1).index_select(0, flat)
+        w_row = pairs.w_row[a:b]
+        if v.row_ce >= 0:
+            parts[v.row_ce].append(-_dot(w_row, vals))
+        if v.col_ce >= 0:
+            parts[v.col_ce].append(-_dot(pairs.w_col[a:b], vals))
+        if v.pw >= 0:
+            parts[v.pw].append(-(_dot(w_row, vals) if v.pw_soft else vals.sum()))
+        return
+    kb = pairs.kernel(r0, r1, dtype)
+    e = torch.mul(s_blk, kb, out=t)
+    e_row = e.sum(dim=1)
+    if v.col_ce >= 0:
+        col_state[2].add_(e.sum(dim=0))
+    if v.row_ce >= 0:
+        parts[v.row_ce].append(-_dot(pairs.r_row[r0:r1], e_row))
+    if v.pw >= 0:
+        if v.pw_soft:
+            parts[v.pw].append(-_dot(pairs.r_row[r0:r1], e_row))
+        elif pairs.binary_is_kernel:
+            parts[v.pw].append(-e_row.sum())
+        else:
+            parts[v.pw].append(-torch.mul(s_blk, kb > 0, out=t).sum())
+
+
+def _subtract_targets(
+    g: Tensor, t: Tensor, v: View, pairs: Pairs, r0: int, r1: int, g_row: float, g_col: float, g_pw: float, dtype
+) -> None:
+    """g -= g_row W_row + g_col W_col + g_pw Y on rows r0..r1-1."""
+    if pairs.sparse:
+        a, b = pairs.span(r0, r1)
+        flat = (pairs.pi[a:b] - r0) * g.shape[1] + pairs.pj[a:b]
+        coef = pairs.w_row[a:b] * (-g_row)
+        if g_col != 0.0:
+            coef.sub_(pairs.w_col[a:b], alpha=g_col)
+        if g_pw != 0.0:
+            if v.pw_soft:
+                coef.sub_(pairs.w_row[a:b], alpha=g_pw)
+            else:
+                coef.sub_(g_pw)
+        g.view(-1).index_add_(0, flat, coef)
+        return
+    r_row = pairs.r_row[r0:r1]
+    alpha = r_row * g_row
+    if g_pw != 0.0:
+        if v.pw_soft:
+            alpha = alpha + r_row * g_pw
+        elif pairs.binary_is_kernel:
+            alpha = alpha + g_pw
+    kb = pairs.kernel(r0, r1, dtype)
+    if g_col != 0.0:
+        torch.add(alpha[:, None], pairs.r_col[None, :] * g_col, out=t).mul_(kb)
+    else:
+        torch.mul(kb, alpha[:, None], out=t)
+    g.sub_(t)
+    if g_pw != 0.0 and not v.pw_soft and not pairs.binary_is_kernel:
+        g.sub_((kb > 0).to(dtype), alpha=g_pw)
+
+
+def _raw_kl_value(a: Tensor, d: Tensor) -> Tensor:
+    """sum_ij [kl_div(log a, m) + kl_div(log d, m)] elements, m = (a + d) / 2, torch's convention
+    kl_div(input, target) = xlogy(target, target) - target * input (NaN where a or d <= 0)."""
+    m = (a + d).mul_(0.5)
+    val = torch.xlogy(m, m).mul_(2.0)
+    val.sub_(m * torch.log(a)).sub_(m * torch.log(d))
+    return val.sum()
+
+
+def _raw_kl_grads(a: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
+    """Derivatives of the elements of :func:`_raw_kl_value` with respect to a and d (where finite)."""
+    m = (a + d).mul_(0.5)
+    la, ld = torch.log(a), torch.log(d)
+    common = torch.log(m).add_(1.0).sub_(la, alpha=0.5).sub_(ld, alpha=0.5)
+    da = common - m / a
+    dd = common.sub_(m / d)
+    return da, dd

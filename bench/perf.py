@@ -2,6 +2,7 @@
 
     python -m bench.perf objectives [--batch-sizes 256 1024 4096] [--dim 512] [--threads 2] [--repeats 5]
     python -m bench.perf objectives --big [--chunk-size 1024] [--big-batch 16384]
+    python -m bench.perf train [--models ...] [--steps N]   (the training-step benchmark, bench/perf_train.py)
 
 ``objectives`` prints, for each batch size B, the forward+backward time of every objective next to
 open_clip's ``ClipLoss`` measured in the same run (interleaved repeats, median), their ratio, and the
@@ -393,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{objectives,train}")
     p = sub.add_parser("objectives", help="time and memory of every objective next to open_clip's ClipLoss")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[256, 1024, 4096])
     p.add_argument("--dim", type=int, default=512)
@@ -406,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chunk-size", type=int, default=1024)
     p.add_argument("--big-batch", type=int, default=16384)
     p.set_defaults(func=cmd_objectives)
-    q = sub.add_parser("_probe", help=argparse.SUPPRESS)
+    q = sub.add_parser("_probe")  # internal: one measurement in a fresh process
     q.add_argument("--label", required=True)
     q.add_argument("--batch", type=int, required=True)
     q.add_argument("--dim", type=int, default=512)
@@ -414,6 +415,17 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--chunk-size", type=int, default=0)
     q.add_argument("--device", default="cpu")
     q.set_defaults(func=cmd_probe)
+    t = sub.add_parser(
+        "train",
+        help="images/s of a full training step through the harness vs a bare loop (see python -m bench.perf_train --help)",
+        add_help=False,
+    )
+    t.set_defaults(func=None)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "train":
+        from .perf_train import main as train_main
+
+        return train_main(argv[1:])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     return args.func(args)

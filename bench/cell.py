@@ -140,13 +140,13 @@ def run_cell(cfg: DictConfig, cell_dir: Path) -> dict[str, Any]:
         torch.distributed.barrier()  # the other ranks wait for rank 0's evaluation at init
 
     metrics.update(pretrain(model, objective, splits["train"], cfg.train, cell_dir, seed, device))
+    model.eval()
+    if rank != 0:
+        return metrics  # rank 0 saves, evaluates and writes
     from .models import save_encoder
 
     # the trained encoder alone (config inside, loads with weights_only=True): bench.models.load_encoder
     save_encoder(model, cell_dir / "checkpoints" / "encoder.pt", cell=cell_dir.name, label=str(cfg.label))
-    model.eval()
-    if rank != 0:
-        return metrics  # rank 0 evaluates and writes
     metrics.update(run_tasks(model, splits, list(cfg.tasks), cache, predictions_dir=cell_dir / "predictions"))
     metrics.update(
         {

@@ -142,7 +142,7 @@ def parse_overrides(args: Iterable[str]) -> DictConfig:
 def grid_path(name: str) -> Path:
     """``smoke`` -> the packaged ``bench/grids/smoke.yaml``; a path to a YAML file is used as is."""
     p = Path(name)
-    if p.suffix in (".yaml", ".yml") or p.exists():
+    if p.suffix in (".yaml", ".yml") or p.is_file():  # a folder named like a grid (./objectives) is not a grid file
         if not p.exists():
             raise ConfigError(f"grid file {p} does not exist")
         return p

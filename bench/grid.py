@@ -23,6 +23,7 @@ depend on the cell's position in the grid nor on key order.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
 import json
@@ -56,9 +57,20 @@ class Cell:
 
 
 def identity(cfg: DictConfig | dict) -> dict:
-    """The part of a resolved config that defines what a cell computes."""
-    data = to_container(cfg) if isinstance(cfg, DictConfig) else dict(cfg)
-    return {k: v for k, v in data.items() if k not in NON_IDENTITY_KEYS}
+    """The part of a resolved config that defines what a cell computes (``NON_IDENTITY_KEYS`` left out;
+    a dotted entry such as ``train.checkpoint_every_steps`` drops that one key of its section)."""
+    data = to_container(cfg) if isinstance(cfg, DictConfig) else copy.deepcopy(dict(cfg))
+    out = {k: v for k, v in data.items() if k not in NON_IDENTITY_KEYS}
+    for key in NON_IDENTITY_KEYS:
+        if "." not in key:
+            continue
+        *parents, last = key.split(".")
+        node = out
+        for p in parents:
+            node = node.get(p) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return out
 
 
 def cell_id(cfg: DictConfig | dict) -> str:

@@ -12,6 +12,14 @@ failed cells), preflight (default true: build each distinct data/objective/task 
 with exit status 2 and every problem before running anything), seed, label, data.*, image.*, text.*, model.*, objective.*, train.*, tasks, eval.*,
 launcher.*. An override of an axis key replaces that axis by the single value given. The exit status is 0
 when every cell is done, 1 when any failed, 2 for a configuration error.
+
+Launchers (launcher.name=...; see README.d/cluster.md):
+  inline   the cells one after the other in this process (default)
+  local    each cell in a subprocess (submitit), launcher.parallel=N at once
+  slurm    one SLURM job array per grid (submitit), launcher.profile=NAME (slurm/profiles/NAME.yaml),
+           launcher.wait=false to submit and exit; then: python -m bench.status results/<grid>
+  python -m bench.run grid=smoke launcher.name=local launcher.parallel=2
+  python -m bench.run grid=ablation launcher.name=slurm launcher.profile=local launcher.wait=false
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from tabulate import tabulate
 from . import store
 from .config import ConfigError, parse_overrides
 from .grid import load
-from .launch import LAUNCHERS
+from .launch import LauncherError, is_active, resolve, slurm_states
 
 log = logging.getLogger("bench.run")
 
@@ -61,24 +69,31 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     first = cells[0].config
     root = store.grid_dir(first.results_dir, raw["name"])
+    try:
+        launcher, launcher_opts = resolve(first.launcher)
+    except LauncherError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     states = {c.id: store.cell_state(root / c.id) for c in cells}
+    queued = _queued(root, [c for c in cells if states[c.id] in (store.PENDING, store.FAILED)])
 
     if first.dry_run:
-        rows = [[c.id, c.label, int(c.config.seed), states[c.id]] for c in cells]
-        print(tabulate(rows, headers=["cell", "label", "seed", "state"]))
+        rows = [[c.id, c.label, int(c.config.seed), states[c.id], queued.get(c.id, "")] for c in cells]
+        print(tabulate(rows, headers=["cell", "label", "seed", "state", "queued job"]))
         counts = {s: list(states.values()).count(s) for s in (store.DONE, store.FAILED, store.RUNNING, store.PENDING)}
-        print(f"\n{len(cells)} cells in {root}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+        print(f"\n{len(cells)} cells in {root}: " + ", ".join(f"{v} {k}" for k, v in counts.items())
+              + (f" ({len(queued)} queued in SLURM)" if queued else ""))
+        print(launcher.describe(launcher_opts))
         return 0
 
-    todo = [c for c in cells if states[c.id] == store.PENDING or (first.rerun_failed and states[c.id] == store.FAILED)]
+    todo = [c for c in cells if c.id not in queued
+            and (states[c.id] == store.PENDING or (first.rerun_failed and states[c.id] == store.FAILED))]
     skipped_failed = [c for c in cells if states[c.id] == store.FAILED and not first.rerun_failed]
     n_done = sum(s == store.DONE for s in states.values())
     print(f"grid {raw['name']}: {len(cells)} cells, {n_done} already done, {len(todo)} to run -> {root}", file=sys.stderr)
-    launcher_cfg = first.launcher
-    name = launcher_cfg.get("name", "inline")
-    if name not in LAUNCHERS:
-        print(f"error: launcher.name={name!r} is unknown; allowed: {sorted(LAUNCHERS)}", file=sys.stderr)
-        return 2
+    if queued:
+        print(f"{len(queued)} cell(s) are already queued or running in SLURM ({', '.join(sorted(set(queued.values())))}): "
+              f"not submitted again; see python -m bench.status {root}", file=sys.stderr)
     if todo and first.preflight:
         from .preflight import PreflightError, check
 
@@ -90,10 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     if todo:
         root.mkdir(parents=True, exist_ok=True)
         try:
-            LAUNCHERS[name](todo, root, launcher_cfg)
-        except ValueError as e:
+            result = launcher.run(todo, root, launcher_opts)
+        except LauncherError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+        if not result.waited:
+            print(result.message)
+            return 0
     final = {c.id: store.cell_state(root / c.id) for c in cells}
     failed = [c for c in cells if final[c.id] == store.FAILED]
     print(tabulate([[c.id, c.label, int(c.config.seed), final[c.id]] for c in cells], headers=["cell", "label", "seed", "state"]))
@@ -110,6 +128,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"table: {paths['markdown']}")
         print(paths["table_text"])
     return 1 if failed else 0
+
+
+def _queued(root: Path, cells: list) -> dict[str, str]:
+    """Cells (not done, not running here) whose SLURM job is still queued or running: cell id -> job id."""
+    jobs = {}
+    for c in cells:
+        info = store.read_job(root / c.id)
+        if info and info.get("launcher") == "slurm" and info.get("job_id"):
+            jobs[c.id] = str(info["job_id"])
+    if not jobs:
+        return {}
+    states = slurm_states(sorted(set(jobs.values())))
+    return {cid: jid for cid, jid in jobs.items() if is_active(states.get(jid, "GONE"))}
 
 
 if __name__ == "__main__":

@@ -1,9 +1,20 @@
-"""Contrastive pretraining: AdamW + linear warmup + cosine decay, per-step schedule, resumable.
+"""Contrastive pretraining: AdamW + linear warmup + cosine decay, per-step schedule, resumable, distributed.
 
 Each epoch visits the training samples in an order drawn from ``seed + epoch`` (so a resumed run sees the
 same order), in batches of ``train.batch_size`` (the last incomplete batch is dropped, as in the MGLL code).
-A checkpoint (``checkpoints/last.pt``: model, optimiser, scheduler, step, RNG states, logged history) is
-written atomically at the end of every epoch; on start, training resumes from it if present.
+
+Checkpoints (``checkpoints/last.pt``: model, optimiser, scheduler, step, RNG states, logged history) are
+written atomically at the end of every epoch, every ``train.checkpoint_every_steps`` optimiser steps (0 =
+off), and when a preemption/timeout signal was deferred to the loop (see :data:`PREEMPTION`). The RNG states
+are those at the step the checkpoint is taken, so the random flips of ``train.augment`` (drawn from torch's
+global RNG) continue exactly; resuming mid-epoch rebuilds the epoch's order and skips the batches already
+done. An interrupted then resumed run therefore ends with the same parameters and metrics as an
+uninterrupted one (checked bit for bit on CPU by ``tests/bench/test_resume.py``).
+
+Under an initialised ``torch.distributed`` group of W processes, every rank draws the same global order and
+the same flips, takes rows ``r * B/W .. (r+1) * B/W - 1`` of each global batch of B = ``train.batch_size``,
+runs the model wrapped in ``DistributedDataParallel``; the objectives gather features and labels across
+ranks, so the loss is that of the global batch. Only rank 0 writes checkpoints and ``history.csv``.
 """
 
 from __future__ import annotations
@@ -11,11 +22,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -29,9 +41,17 @@ log = logging.getLogger(__name__)
 
 
 def resolve_device(name: str) -> torch.device:
+    """``auto`` = cuda if available, else cpu. Under torch.distributed a bare ``cuda`` becomes this rank's
+    GPU (``cuda:$LOCAL_RANK``)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None and dist_info()[1] > 1:
+        # one GPU per rank: cuda:LOCAL_RANK, or cuda:0 when the scheduler shows each rank only its own GPU
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % max(1, torch.cuda.device_count()))
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)
+    return device
 
 
 def seed_everything(seed: int) -> None:
@@ -117,6 +137,63 @@ def save_checkpoint(path: Path, **state: Any) -> None:
     atomic_write(path, lambda f: torch.save(state, f), mode="wb")
 
 
+class PreemptionHook:
+    """Defers a preemption/timeout signal to the next step boundary of the training loop.
+
+    The launcher (``bench.launch.CellJob``) installs submitit's handler with :meth:`install` and routes the
+    signal to :meth:`request`. A signal handler runs in the main thread between two bytecodes, possibly in
+    the middle of a step or of a checkpoint write, so it only sets a flag while a training loop is running;
+    the loop finishes its step, saves ``last.pt`` (with the RNG states of that step), and calls the installed
+    handler, which requeues the job and exits. Outside the loop (data loading, evaluation) :meth:`request`
+    returns False and the caller runs the handler at once: the job then resumes from the last checkpoint.
+    """
+
+    def __init__(self) -> None:
+        self.handler: Callable[[], None] | None = None
+        self.requested = False
+        self.active = False
+
+    def install(self, handler: Callable[[], None] | None) -> None:
+        self.handler, self.requested = handler, False
+
+    def request(self) -> bool:
+        """From a signal handler: True when a training loop will act on it after its current step."""
+        if not self.active:
+            return False
+        self.requested = True
+        return True
+
+    def fire(self) -> None:
+        """Run the installed handler (requeue + exit on rank 0); then make sure this process stops."""
+        self.requested = False
+        handler = self.handler
+        if handler is not None:
+            handler()  # submitit's: requeues and raises SystemExit on rank 0 (or raises if it cannot requeue)
+        raise SystemExit(-1)
+
+
+#: between two checkpoints, ``history.csv`` is rewritten at a logged step at most this often (seconds)
+HISTORY_WRITE_S = 30.0
+
+#: the process-wide hook (one training loop per process)
+PREEMPTION = PreemptionHook()
+
+
+def dist_info() -> tuple[int, int]:
+    """(rank, world size) of the initialised ``torch.distributed`` group, else (0, 1)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _any_rank(flag: bool, device: torch.device, world: int) -> bool:
+    if world == 1:
+        return flag
+    t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=device)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return bool(t.item())
+
+
 def pretrain(
     model: TwoTower,
     objective: torch.nn.Module,
@@ -129,6 +206,8 @@ def pretrain(
     """Train ``model`` with ``objective`` on ``data``; returns summary metrics (prefixed ``train/``)."""
     cell_dir = Path(cell_dir)
     ckpt_path = cell_dir / "checkpoints" / "last.pt"
+    rank, world = dist_info()
+    writer = rank == 0
     levels = list(objective.levels_used(list(data.levels)))
     batching = prepare_levels(model, data, levels, bool(getattr(objective, "wants_multi_hot", False)))
     images = load_images(data)
@@ -136,6 +215,13 @@ def pretrain(
     bs = int(cfg.batch_size)
     if n < bs:
         raise ValueError(f"train.batch_size={bs} is larger than the training set ({n} samples)")
+    if bs % world:
+        raise ValueError(f"train.batch_size={bs} must be divisible by the number of processes ({world}): each rank "
+                         f"takes batch_size / world_size rows of every global batch")
+    local_bs = bs // world
+    every = int(cfg.get("checkpoint_every_steps", 0) or 0)
+    if every < 0:
+        raise ValueError(f"train.checkpoint_every_steps={every} must be >= 0 (0: only at epoch ends)")
     steps_per_epoch = n // bs
     total = steps_per_epoch * int(cfg.epochs)
     warmup = int(round(float(cfg.warmup_epochs) * steps_per_epoch))
@@ -153,47 +239,19 @@ def pretrain(
         _set_rng_state(state["rng"])
         log.info("resumed from %s at step %d/%d", ckpt_path, step, total)
 
+    net: torch.nn.Module = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        log.info("distributed: rank %d of %d, %d rows of every global batch of %d", rank, world, local_bs, bs)
+
     start_step = step
-    model.train()
-    autocast = getattr(model, "autocast", contextlib.nullcontext)
-    objective_time = 0.0  # forward time of the objective alone (this process, since the last resume)
-    log_every = max(1, int(cfg.log_every))
     t0 = time.perf_counter()
-    bar = tqdm(total=total, initial=step, desc="pretrain", leave=False, dynamic_ncols=True)
-    last_out: dict[str, float] = {}
-    while step < total:
-        epoch, within = divmod(step, steps_per_epoch)
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000003 + epoch))
-        for b in range(within, steps_per_epoch):
-            idx = order[b * bs : (b + 1) * bs]
-            x = images[idx]
-            if cfg.augment:
-                flip = torch.rand(len(idx)) < 0.5
-                x = torch.where(flip.view(-1, 1, 1, 1), x.flip(2), x)
-            pixels = model.preprocess(x)
-            tokens = {g: batching[g].tokens[batching[g].token_ids[idx]].to(device) for g in levels}
-            labels = {g: batching[g].labels[idx].to(device) for g in levels}
-            with autocast():
-                img, txt, scale, bias = model(pixels, tokens)
-            t_obj = time.perf_counter()
-            out = objective(img, txt, labels, scale, bias)
-            objective_time += time.perf_counter() - t_obj
-            loss = out["loss"]
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip and float(cfg.grad_clip) > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), float(cfg.grad_clip))
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            bar.update(1)
-            if step % log_every == 0 or step == total or b == steps_per_epoch - 1:
-                last_out = {k: float(v.detach()) for k, v in out.items() if torch.is_tensor(v) and v.numel() == 1}
-                row = {"step": step, "epoch": epoch + (b + 1) / steps_per_epoch, "lr": scheduler.get_last_lr()[0],
-                       "logit_scale": float(scale.detach()), **last_out}
-                history.append(row)
-                bar.set_postfix(loss=f"{last_out['loss']:.4f}")
-        done_time = elapsed + time.perf_counter() - t0
+
+    def save(reason: str) -> None:
+        if not writer:
+            return
         save_checkpoint(
             ckpt_path,
             model=model.state_dict(),
@@ -201,13 +259,78 @@ def pretrain(
             scheduler=scheduler.state_dict(),
             step=step,
             history=history,
-            elapsed=done_time,
+            elapsed=elapsed + time.perf_counter() - t0,
             rng=_rng_state(),
         )
         _write_history(cell_dir / "history.csv", history)
-        log.info("epoch %d/%d done: step %d, loss %.4f, %.1fs", epoch + 1, int(cfg.epochs), step,
-                 last_out.get("loss", float("nan")), done_time)
-    bar.close()
+        log.debug("checkpoint at step %d (%s)", step, reason)
+
+    model.train()
+    autocast = getattr(model, "autocast", contextlib.nullcontext)
+    objective_time = 0.0  # forward time of the objective alone (this process, since the last resume)
+    log_every = max(1, int(cfg.log_every))
+    bar = tqdm(total=total, initial=step, desc="pretrain", leave=False, dynamic_ncols=True, disable=True if not writer else None)
+    last_out: dict[str, float] = {}
+    last_history_write = time.perf_counter()
+    PREEMPTION.active = True
+    try:
+        while step < total:
+            epoch, within = divmod(step, steps_per_epoch)
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000003 + epoch))
+            for b in range(within, steps_per_epoch):
+                idx = order[b * bs : (b + 1) * bs]
+                mine = slice(rank * local_bs, (rank + 1) * local_bs)
+                x = images[idx[mine]]
+                if cfg.augment:
+                    flip = (torch.rand(len(idx)) < 0.5)[mine]  # drawn for the global batch: same RNG use on all ranks
+                    x = torch.where(flip.view(-1, 1, 1, 1), x.flip(2), x)
+                idx = idx[mine]
+                pixels = model.preprocess(x)
+                tokens = {g: batching[g].tokens[batching[g].token_ids[idx]].to(device) for g in levels}
+                labels = {g: batching[g].labels[idx].to(device) for g in levels}
+                with autocast():
+                    img, txt, scale, bias = net(pixels, tokens)
+                t_obj = time.perf_counter()
+                out = objective(img, txt, labels, scale, bias)
+                objective_time += time.perf_counter() - t_obj
+                loss = out["loss"]
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip and float(cfg.grad_clip) > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), float(cfg.grad_clip))
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                bar.update(1)
+                if step % log_every == 0 or step == total or b == steps_per_epoch - 1:
+                    last_out = {k: float(v.detach()) for k, v in out.items() if torch.is_tensor(v) and v.numel() == 1}
+                    row = {"step": step, "epoch": epoch + (b + 1) / steps_per_epoch, "lr": scheduler.get_last_lr()[0],
+                           "logit_scale": float(scale.detach()), **last_out}
+                    history.append(row)
+                    bar.set_postfix(loss=f"{last_out['loss']:.4f}")
+                    if writer and time.perf_counter() - last_history_write > HISTORY_WRITE_S:
+                        _write_history(cell_dir / "history.csv", history)  # progress for bench.status
+                        last_history_write = time.perf_counter()
+                stop = _any_rank(PREEMPTION.requested, device, world)
+                if stop:
+                    save("preemption")
+                    log.warning("preemption/timeout signal: checkpoint saved at step %d/%d; requeueing", step, total)
+                    if world > 1:
+                        torch.distributed.barrier()
+                    PREEMPTION.active = False
+                    PREEMPTION.fire()
+                if b == steps_per_epoch - 1:
+                    break  # the epoch-end checkpoint below
+                if every and step % every == 0:
+                    save("every %d steps" % every)
+            save("epoch end")
+            log.info("epoch %d/%d done: step %d, loss %.4f, %.1fs", epoch + 1, int(cfg.epochs), step,
+                     last_out.get("loss", float("nan")), elapsed + time.perf_counter() - t0)
+    finally:
+        PREEMPTION.active = False
+        bar.close()
+    if _any_rank(PREEMPTION.requested, device, world):  # a signal that came after the last step's check
+        PREEMPTION.fire()
     wall = elapsed + time.perf_counter() - t0
     seen = total * bs
     summary = {

@@ -99,3 +99,22 @@ def test_packaged_smoke_grid_expands():
     assert raw["name"] == "smoke"
     assert sorted(c.label for c in cells) == ["CLIP", "MGLL"]
     assert {c.config.objective.name for c in cells} == {"clip", "mgll"}
+
+
+def test_checkpoint_frequency_is_not_part_of_the_id():
+    a = expand(grid(), parse_overrides(["train.checkpoint_every_steps=5"]))[0]
+    b = expand(grid())[0]
+    c = expand(grid(), parse_overrides(["train.epochs=3"]))[0]
+    assert a.id == b.id != c.id
+    assert a.config.train.checkpoint_every_steps == 5  # still in the resolved config
+
+
+def test_launcher_is_not_part_of_the_id():
+    a = expand(grid(), parse_overrides(["launcher.name=slurm", "launcher.profile=local"]))[0]
+    assert a.id == expand(grid())[0].id
+
+
+def test_folder_named_like_a_grid_is_not_a_grid_file(tmp_path, monkeypatch):
+    (tmp_path / "smoke").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert grid_path("smoke").name == "smoke.yaml"  # the packaged grid, not ./smoke/

@@ -122,11 +122,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(skipped_failed)} failed cell(s) were not rerun; pass rerun_failed=true to retry them")
     print(f"results: {root}")
     if all(final[c.id] == store.DONE for c in cells):
-        from .report import write_report
+        from .report import ReportError, write_report
 
-        paths = write_report(root)
-        print(f"table: {paths['markdown']}")
-        print(paths["table_text"])
+        try:
+            paths = write_report(root)
+        except ReportError as e:  # e.g. cells of an older grid definition in the same folder
+            print(f"report not written: {e}\n(write it with: python -m bench.report {root} allow_missing=true)")
+        else:
+            print(f"table: {paths.get('table', paths['markdown'])}")
+            print(f"report: {paths['markdown']}")
+            print(paths["table_text"])
     return 1 if failed else 0
 
 

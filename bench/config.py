@@ -44,9 +44,9 @@ DEFAULTS: dict[str, Any] = {
     },
     "objective": {"name": "clip"},
     "train": {
-        "epochs": 5,
-        "batch_size": 128,
-        "lr": 1e-3,
+        "epochs": 10,
+        "batch_size": 64,
+        "lr": 3e-4,  # 1e-3 collapses the tiny towers to one point (loss stuck at ln B)
         "weight_decay": 0.05,
         "warmup_epochs": 1.0,
         "betas": [0.9, 0.98],

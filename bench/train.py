@@ -267,6 +267,9 @@ def pretrain(
 
     model.train()
     autocast = getattr(model, "autocast", contextlib.nullcontext)
+    # fp16 needs loss scaling (bf16 and fp32 do not); the scale is not checkpointed: a resumed fp16 run
+    # starts again from the initial scale
+    scaler = torch.amp.GradScaler(device.type, enabled=bool(getattr(model, "needs_grad_scaler", False)))
     objective_time = 0.0  # forward time of the objective alone (this process, since the last resume)
     log_every = max(1, int(cfg.log_every))
     bar = tqdm(total=total, initial=step, desc="pretrain", leave=False, dynamic_ncols=True, disable=True if not writer else None)
@@ -295,10 +298,12 @@ def pretrain(
                 objective_time += time.perf_counter() - t_obj
                 loss = out["loss"]
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                scaler.scale(loss).backward()  # a pass-through unless precision=fp16 on CUDA
                 if cfg.grad_clip and float(cfg.grad_clip) > 0:
+                    scaler.unscale_(optimizer)
                     torch.nn.utils.clip_grad_norm_(model.parameters(), float(cfg.grad_clip))
-                optimizer.step()
+                scaler.step(optimizer)
+                scaler.update()
                 scheduler.step()
                 step += 1
                 bar.update(1)

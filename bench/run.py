@@ -13,7 +13,7 @@ with exit status 2 and every problem before running anything), seed, label, data
 launcher.*. An override of an axis key replaces that axis by the single value given. The exit status is 0
 when every cell is done, 1 when any failed, 2 for a configuration error.
 
-Launchers (launcher.name=...; see README.d/cluster.md):
+Launchers (launcher.name=...; see README "Running on a cluster"):
   inline   the cells one after the other in this process (default)
   local    each cell in a subprocess (submitit), launcher.parallel=N at once
   slurm    one SLURM job array per grid (submitit), launcher.profile=NAME (slurm/profiles/NAME.yaml),

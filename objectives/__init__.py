@@ -10,7 +10,7 @@ Adding an objective: one file with a class decorated ``@register("name")`` (opti
 extending ``CommonOptions``, ``compute`` returning named terms built from the shared pieces in
 ``targets``/``plan``/``engine``), one import line below, one test file against a slow reference.
 
-See ``README.d/objectives.md`` for the table of objectives, the missing-text convention and the
+See the README section "Objectives" for the table of objectives, the missing-text convention and the
 distributed and chunking guarantees.
 """
 

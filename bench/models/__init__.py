@@ -18,7 +18,7 @@ objectives is ``s = exp(t)`` clamped to at most ``logit_scale_max`` (100). Embed
 unless ``normalize_embeddings=false`` (the released MGLL code's behaviour).
 
 Checkpoints: ``save_encoder`` / ``load_encoder`` (config inside, ``torch.load(weights_only=True)``), and
-``load_mgll_checkpoint`` for the released MGLL checkpoints. See README.d/models.md.
+``load_mgll_checkpoint`` for the released MGLL checkpoints. See the README section "Models".
 """
 
 from . import image as _image  # noqa: F401  (registers the image towers)

@@ -112,3 +112,22 @@ def test_help(capsys):
     assert run_main(["--help"]) == 0
     out = capsys.readouterr().out
     assert "grid=NAME" in out and "smoke" in out
+
+
+def test_bad_data_stops_the_grid_with_exit_2_and_every_problem(tmp_path, capsys):
+    manifest = tmp_path / "m.jsonl"
+    meta = {"levels": ["disease"], "tasks": {"t": {"kind": "multiclass", "classes": ["no", "yes"]}}}
+    rows = [{"meta": meta}] + [
+        {"id": f"s{i}", "image": f"images/missing{i}.png", "texts": {"disease": "x"}, "labels": {"disease": ["x"]},
+         "targets": {"t": i % 2}, "split": "train"}
+        for i in range(3)
+    ]
+    manifest.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    grid = tmp_path / "bad.yaml"
+    grid.write_text(yaml.safe_dump({"name": "bad", "fixed": {
+        "data": {"format": "jsonl", "path": str(manifest)}, "objective": {"name": "clip"}, "tasks": ["linear_probe/t"]}}))
+    assert run_main([f"grid={grid}", f"results_dir={tmp_path / 'results'}"]) == 2
+    err = capsys.readouterr().err
+    for i in range(3):  # every problem, each with its file
+        assert f"missing{i}.png" in err
+    assert not (tmp_path / "results" / "bad").exists()

@@ -38,6 +38,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from bench.data.options import level_subset
 from bench.data.sample import MultiGranularDataset, Sample, TaskSpec
 
 logger = logging.getLogger(__name__)
@@ -128,14 +129,7 @@ def check_options(options: dict[str, Any]) -> dict[str, Any]:
     if o["val_fraction"] + o["test_fraction"] >= 1.0:
         _fail("val_fraction", f"val_fraction + test_fraction < 1 (test_fraction is {o['test_fraction']})",
               o["val_fraction"])
-    lv = o["levels"]
-    if lv is None:
-        o["levels"] = LEVELS
-    else:
-        bad = isinstance(lv, str) or not isinstance(lv, Sequence) or not lv
-        if bad or len(set(lv)) != len(lv) or any(g not in LEVELS for g in lv):
-            _fail("levels", f"None or a non-empty sequence of distinct names from {list(LEVELS)}", lv)
-        o["levels"] = tuple(lv)
+    o["levels"] = level_subset("digits", o["levels"], LEVELS)
     return o
 
 

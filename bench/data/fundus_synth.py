@@ -180,6 +180,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from bench.data.options import level_subset
 from bench.data.sample import MultiGranularDataset, Sample, TaskSpec
 
 logger = logging.getLogger(__name__)
@@ -341,14 +342,7 @@ def check_options(options: dict[str, Any]) -> dict[str, Any]:
     cd = o["cache_dir"]
     if not (cd is None or cd is False or isinstance(cd, (str, os.PathLike))):
         _fail("cache_dir", "None (default location), False (no cache) or a directory path", cd)
-    lv = o["levels"]
-    if lv is None:
-        o["levels"] = LEVELS
-    else:
-        bad = isinstance(lv, str) or not isinstance(lv, Sequence) or not lv
-        if bad or len(set(lv)) != len(lv) or any(g not in LEVELS for g in lv):
-            _fail("levels", f"None or a non-empty sequence of distinct names from {list(LEVELS)}", lv)
-        o["levels"] = tuple(lv)
+    o["levels"] = level_subset("fundus_synth", o["levels"], LEVELS)
     if not isinstance(o["progress"], bool):
         _fail("progress", "True or False", o["progress"])
     if isinstance(o["supersample"], bool) or o["supersample"] not in SUPERSAMPLE_VALUES:

@@ -55,6 +55,20 @@ def str_list(fmt: str, key: str, value: Any) -> list[str] | None:
     raise DataConfigError(f"data.format={fmt}: data.{key} must be a string or a list of strings, got {value!r}")
 
 
+def level_subset(fmt: str, value: Any, levels: Sequence[str]) -> tuple[str, ...]:
+    """The ``levels`` option of a builder: ``None`` = all of ``levels``, else a non-empty sequence of
+    distinct names from them (in the order given)."""
+    if value is None:
+        return tuple(levels)
+    bad = isinstance(value, str) or not isinstance(value, Sequence) or not value
+    if bad or len(set(value)) != len(value) or any(g not in levels for g in value):
+        raise DataConfigError(
+            f"data.format={fmt}: bad value {value!r} for option 'levels'; allowed: None or a non-empty "
+            f"sequence of distinct names from {list(levels)}"
+        )
+    return tuple(value)
+
+
 def as_bool(fmt: str, key: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value

@@ -79,8 +79,7 @@ NON_IDENTITY_KEYS = (
 OPEN_SECTIONS = ("data", "objective", "image", "text", "launcher", "report")
 
 
-class ConfigError(ValueError):
-    """A configuration problem: names the file or key and what is allowed."""
+from .errors import ConfigError  # noqa: E402  (the one error root; re-exported here)
 
 
 def defaults() -> DictConfig:

@@ -10,12 +10,13 @@ import logging
 
 from .cell import build_objective, parse_task
 from .config import to_container
+from .errors import ConfigError
 from .grid import Cell
 
 log = logging.getLogger(__name__)
 
 
-class PreflightError(ValueError):
+class PreflightError(ConfigError):
     """A configuration or data problem found before running; ``str()`` lists every problem."""
 
 

@@ -15,10 +15,12 @@ from __future__ import annotations
 from typing import Any
 from collections.abc import Iterable
 
+from bench.errors import ConfigError
+
 __all__ = ["ObjectiveConfigError", "ObjectiveInputError", "ObjectiveNumericsError"]
 
 
-class ObjectiveConfigError(ValueError):
+class ObjectiveConfigError(ConfigError):
     """A bad objective name or option. ``objective``, ``option``, ``value`` and ``allowed`` are kept as
     attributes for programs; the message says all of them in words."""
 
@@ -33,15 +35,14 @@ class ObjectiveConfigError(ValueError):
     ):
         self.objective = objective
         self.option = option
-        self.value = value
-        self.allowed = allowed if isinstance(allowed, (str, type(None))) else list(allowed)
         head = f"objective {objective!r}"
         if option is not None:
             head += f", option {option!r}"
         text = f"{head}: {message}"
         if allowed is not None:
             text += f" (allowed: {allowed if isinstance(allowed, str) else list(allowed)})"
-        super().__init__(text)
+        super().__init__(text, key=f"objective.{option}" if option else "objective.name", value=value)
+        self.allowed = allowed if isinstance(allowed, (str, type(None))) else list(allowed)
 
 
 class ObjectiveInputError(ValueError):

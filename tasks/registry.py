@@ -10,12 +10,14 @@ from __future__ import annotations
 import difflib
 from typing import Any, Callable, Iterable, TypeVar
 
+from bench.errors import ConfigError
+
 T = TypeVar("T")
 
 TASKS: dict[str, type] = {}
 
 
-class TaskConfigError(ValueError):
+class TaskConfigError(ConfigError):
     """A task name or option is wrong. Names the task, the option and the allowed values.
 
     Attributes: ``task``, ``option`` (``None`` for an unknown task name), ``value`` and ``allowed``.
@@ -32,18 +34,18 @@ class TaskConfigError(ValueError):
     ):
         self.task = task
         self.option = option
-        self.value = value
-        self.allowed = list(allowed) if allowed is not None else None
         where = f"task {task!r}" if option is None else f"task {task!r}, option {option!r}"
         text = f"{where}: {message}"
-        if self.allowed is not None:
-            strs = [str(a) for a in self.allowed]
+        allowed = list(allowed) if allowed is not None else None
+        if allowed is not None:
+            strs = [str(a) for a in allowed]
             if isinstance(value, str):
                 close = difflib.get_close_matches(value, strs, n=3)
                 if close:
                     text += f" (did you mean {', '.join(repr(c) for c in close)}?)"
             text += f"; allowed: {strs}"
-        super().__init__(text)
+        super().__init__(text, key=option, value=value)
+        self.allowed = allowed
 
 
 def register(name: str) -> Callable[[type[T]], type[T]]:

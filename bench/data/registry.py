@@ -15,8 +15,7 @@ from .sample import MultiGranularDataset
 FORMATS: dict[str, Callable[..., MultiGranularDataset]] = {}
 
 
-class DataConfigError(ValueError):
-    """A data option is wrong: the message names the option and the allowed values."""
+from ..errors import DataConfigError  # noqa: E402  (re-exported: the data layer's ConfigError)
 
 
 def register_format(name: str):

@@ -26,8 +26,7 @@ IMAGE_TOWERS: dict[str, Callable[..., nn.Module]] = {}
 TEXT_TOWERS: dict[str, Callable[..., nn.Module]] = {}
 
 
-class ModelConfigError(ValueError):
-    """A model option is wrong: names the option and what is allowed."""
+from ..errors import ModelConfigError  # noqa: E402  (re-exported: the model layer's ConfigError)
 
 
 def _register(table: dict, name: str):

@@ -30,6 +30,7 @@ import pandas as pd
 import yaml
 
 from .. import store
+from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ _TERM_ALIASES = {
 MGLL_FAMILY = frozenset({"clip", "mgll", "mgll_released"})
 
 
-class ReportError(RuntimeError):
+class ReportError(ConfigError):
     """A problem that stops the report (exit status 2 from the command line); the message says what to do."""
 
 

@@ -1,141 +1,200 @@
-"""Run configuration: defaults, grid files, ``key=value`` overrides, validation.
+"""Run configuration: the typed defaults, grid files, ``key=value`` overrides, their checks and merging.
 
-A run config is an OmegaConf tree. Its top-level keys are fixed (an unknown key is an error naming it);
-``data``, ``objective``, ``image`` and ``text`` are open sections whose keys are validated by the builder
-they are handed to (the data format, the objective, the tower), which names the key and what is allowed.
+A run config is an OmegaConf tree built from the schema in :mod:`bench.schema` (``OmegaConf.structured``):
+every key has a type, a default and a help line there. Each *part* of a config (a grid's ``fixed``
+settings, an axis value, the command line) is checked with :func:`check_part` before it is merged, with the
+rules of :mod:`bench.options` (one boolean rule, one number rule, unknown keys named with close matches);
+the error names where the part came from, the key, the value and what is allowed.
 
-Keys that control *how* a grid runs rather than *what* a cell computes (``results_dir``, ``dry_run``,
-``rerun_failed``, ``launcher``, ``label``, ``grid``, ``train.checkpoint_every_steps``) are left out of the
-cell id.
+Open sections (``data``, ``image``, ``text``, ``objective``, ``launcher``) hold the options of the builder
+their selector picks (``data.format``, ``*.name``); the schema checks their shared keys, the builder the rest
+(at preflight, before any cell runs). Two conveniences:
+
+- ``launcher=slurm`` means ``launcher.name=slurm``; likewise ``objective=mgll``, ``image=resnet18``,
+  ``text=minilm`` and ``data=jsonl`` (``data.format``);
+- a part that *changes* a selector starts that section afresh: the builder-specific options set below it
+  (for the previous objective, format or tower) are dropped, the section's shared keys are kept. So
+  ``objective.name=mgll`` on the command line of a grid whose rows set ``{name: clip, level: disease}`` runs
+  MGLL with its defaults rather than failing on CLIP's ``level``. What was dropped is logged.
+
+Keys whose schema entry says ``identity: False`` (where results go, how cells are launched, the report
+layout, ``train.checkpoint_every_steps``, ...) are left out of the cell id (:data:`NON_IDENTITY_KEYS`).
 """
 
 from __future__ import annotations
 
-import difflib
+import logging
+import typing
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from .errors import ConfigError, did_you_mean
+from .options import check_known, coerce
+from .schema import OPEN_SECTIONS, SELECTORS, RunConfig, check_shared, non_identity_keys, section_classes
+
+__all__ = [
+    "DEFAULTS",
+    "GRIDS_DIR",
+    "NON_IDENTITY_KEYS",
+    "OPEN_SECTIONS",
+    "ConfigError",
+    "check_part",
+    "defaults",
+    "grid_path",
+    "load_grid_file",
+    "merge",
+    "parse_overrides",
+    "to_container",
+]
+
+log = logging.getLogger(__name__)
+
 GRIDS_DIR = Path(__file__).parent / "grids"
 
-DEFAULTS: dict[str, Any] = {
-    "grid": None,  # grid name (set by the runner)
-    "label": None,  # row label in reports; default derived from the objective
-    "seed": 0,
-    "results_dir": "results",
-    "dry_run": False,
-    "rerun_failed": False,
-    "preflight": True,
-    "report": {"rows": "label", "baseline": None},
-    "launcher": {"name": "inline"},
-    "data": {"format": "fundus_synth", "resolution": 64, "levels": None},
-    "image": {"name": "vit_tiny_custom"},
-    "text": {"name": "tiny_transformer", "context_length": 32},
-    "model": {
-        "embed_dim": 128,
-        "normalize_embeddings": True,
-        "logit_scale_init": None,  # None: the objective's preference, else 1/0.07
-        "logit_scale_max": 100.0,
-        "logit_bias_init": None,  # None: only objectives that need a bias (SigLIP) get one
-        "precision": "auto",  # autocast of the forward: auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp16 | fp32
-        "compile": False,  # torch.compile both towers (state dict keys unchanged)
-    },
-    "objective": {"name": "clip"},
-    "train": {
-        "epochs": 10,
-        "batch_size": 64,
-        "lr": 3e-4,  # 1e-3 collapses the tiny towers to one point (loss stuck at ln B)
-        "weight_decay": 0.05,
-        "warmup_epochs": 1.0,
-        "betas": [0.9, 0.98],
-        "grad_clip": 10.0,
-        "device": "auto",  # auto = cuda if available, else cpu
-        "threads": 0,  # torch CPU threads; 0 = leave torch's default
-        "augment": True,  # random horizontal flip
-        "log_every": 10,
-        "deterministic": False,
-        # also save checkpoints/last.pt every N optimiser steps (0: only at epoch ends and when a
-        # preemption/timeout signal arrives); not part of the cell id
-        "checkpoint_every_steps": 0,
-    },
-    "tasks": ["linear_probe/disease_multilabel"],
-    "eval": {"at_init": False, "batch_size": 256, "feature_cache": True},
-}
+#: the defaults as a plain dict (generated from the schema)
+DEFAULTS: dict[str, Any] = OmegaConf.to_container(OmegaConf.structured(RunConfig))  # type: ignore[assignment]
+#: keys that do not change what a cell computes (dotted keys name one key inside a section)
+NON_IDENTITY_KEYS = non_identity_keys()
 
-# keys that do not change what a cell computes (dotted keys name one key inside a section)
-NON_IDENTITY_KEYS = (
-    "grid",
-    "label",
-    "results_dir",
-    "dry_run",
-    "rerun_failed",
-    "preflight",
-    "launcher",
-    "report",
-    "train.checkpoint_every_steps",
-)
-OPEN_SECTIONS = ("data", "objective", "image", "text", "launcher", "report")
-
-
-from .errors import ConfigError  # noqa: E402  (the one error root; re-exported here)
+_TOP_HINTS = typing.get_type_hints(RunConfig)
+_TOP_FIELDS = {f.name: f for f in fields(RunConfig)}
+_SECTIONS = section_classes()
+_TYPED_SECTIONS = {k: v for k, v in _SECTIONS.items() if k not in OPEN_SECTIONS}
+_dropped_logged: set[tuple] = set()
 
 
 def defaults() -> DictConfig:
-    cfg = OmegaConf.create(DEFAULTS)
-    OmegaConf.set_struct(cfg, True)
-    for key in OPEN_SECTIONS:
-        OmegaConf.set_struct(cfg[key], False)
-    return cfg
+    """The typed default config (struct mode: unknown keys outside the open sections are refused)."""
+    return OmegaConf.structured(RunConfig)
 
 
-def _all_keys(node: Any, prefix: str = "") -> list[str]:
-    out = []
-    if isinstance(node, (dict, DictConfig)):
-        for k, v in node.items():
-            out.append(prefix + str(k))
-            out.extend(_all_keys(v, prefix + str(k) + "."))
+def _plain(part: Any) -> Any:
+    if isinstance(part, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(part, resolve=True)
+    return part
+
+
+def check_part(part: Any, where: str) -> dict:
+    """One config part (a mapping of keys, possibly nested) checked against the schema and returned as a
+    plain dict with values converted (``"3"`` -> 3 for an integer key). Raises :class:`ConfigError` naming
+    ``where``, the key, the value and what is allowed."""
+    part = _plain(part)
+    if part is None:
+        return {}
+    if not isinstance(part, dict):
+        raise ConfigError(f"{where}: expected a mapping of run-config keys, got {part!r}")
+    out: dict[str, Any] = {}
+    try:
+        check_known(part, list(_TOP_FIELDS), owner="the run config")
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}", key=e.key) from None
+    for key, value in part.items():
+        if key in OPEN_SECTIONS:
+            out[key] = _check_open(key, value, where)
+        elif key in _TYPED_SECTIONS:
+            out[key] = _check_typed(key, value, where)
+        elif key == "tasks":
+            if not isinstance(value, (list, tuple)):
+                raise ConfigError(f"{where}: tasks={value!r} must be a list of task entries (TASK/TARGET or a mapping)",
+                                  key="tasks", value=value)
+            out[key] = list(value)
+        else:
+            f = _TOP_FIELDS[key]
+            try:
+                out[key] = coerce(key, value, _TOP_HINTS[key], f.metadata)
+            except ConfigError as e:
+                raise ConfigError(f"{where}: {e}", key=e.key, value=e.value) from None
     return out
 
 
-def check_keys(overrides: DictConfig | dict, where: str) -> None:
-    """Raise if ``overrides`` sets a key the defaults do not know (outside the open sections)."""
-    known = set(_all_keys(DEFAULTS))
-    for key in _all_keys(overrides):
-        top = key.split(".")[0]
-        if top in OPEN_SECTIONS:
-            continue
-        if key not in known:
-            parent = key.rsplit(".", 1)[0] if "." in key else ""
-            if parent and parent not in known:
-                continue  # reported for the parent already
-            close = difflib.get_close_matches(key, sorted(known), n=3)
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise ConfigError(f"{where}: unknown key {key!r}{hint}")
+def _check_typed(section: str, value: Any, where: str) -> dict:
+    cls = _TYPED_SECTIONS[section]
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: {section}={value!r} must be a mapping of {section}.* keys", key=section, value=value)
+    hints = typing.get_type_hints(cls)
+    flds = {f.name: f for f in fields(cls)}
+    try:
+        check_known(value, list(flds), prefix=f"{section}.", owner=f"the {section} section")
+        return {k: coerce(f"{section}.{k}", v, hints[k], flds[k].metadata) for k, v in value.items()}
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}", key=e.key, value=e.value) from None
 
 
-def merge(*parts: DictConfig | dict) -> DictConfig:
-    """Merge config parts over the defaults (later parts win); lists are replaced, not merged."""
+def _check_open(section: str, value: Any, where: str) -> dict:
+    if isinstance(value, str):  # shorthand: launcher=slurm -> launcher.name=slurm
+        value = {SELECTORS[section]: value}
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"{where}: {section}={value!r} must be a mapping of {section}.* keys, or a {section}.{SELECTORS[section]} "
+            "name", key=section, value=value)
+    return check_shared(section, value, where)
+
+
+def merge(*parts: DictConfig | dict | None) -> DictConfig:
+    """Merge config parts over the defaults (later parts win; lists are replaced, not merged), each part
+    checked with :func:`check_part` first. A part that changes an open section's selector starts that
+    section afresh (see the module docstring)."""
     cfg = defaults()
-    for part in parts:
+    for i, part in enumerate(parts):
         if part is None:
             continue
-        part = OmegaConf.create(part) if not isinstance(part, DictConfig) else part
-        cfg = OmegaConf.merge(cfg, part)
+        clean = check_part(part, f"config part {i + 1}") if not isinstance(part, _Checked) else dict(part)
+        cfg = _merge_one(cfg, clean)
     return cfg
 
 
+class _Checked(dict):
+    """A part already checked by :func:`check_part` (so :func:`merge` does not check it twice)."""
+
+
+def checked(part: Any, where: str) -> "_Checked":
+    return _Checked(check_part(part, where))
+
+
+def _merge_one(cfg: DictConfig, part: dict) -> DictConfig:
+    for section, sel in SELECTORS.items():
+        new = part.get(section)
+        if not isinstance(new, dict) or sel not in new:
+            continue
+        old = OmegaConf.to_container(cfg[section], resolve=True)
+        if old.get(sel) == new[sel]:
+            continue
+        shared = {f.name for f in fields(_SECTIONS[section])}
+        kept = {k: v for k, v in old.items() if k in shared and k != sel}
+        dropped = sorted(k for k in old if k not in shared)
+        if dropped:
+            note = (section, old.get(sel), new[sel], tuple(dropped))
+            if note not in _dropped_logged:
+                _dropped_logged.add(note)
+                log.info("%s.%s=%s replaces %s: dropped %s", section, sel, new[sel], old.get(sel),
+                         ", ".join(f"{section}.{k}" for k in dropped))
+        cfg[section] = kept  # the section is an untyped dict: replace it, then merge the part below
+    return OmegaConf.merge(cfg, part)  # type: ignore[return-value]
+
+
+def _shorthand(arg: str) -> str:
+    key, _, value = arg.partition("=")
+    if key in SELECTORS and value and not value.lstrip().startswith(("{", "[")):
+        return f"{key}.{SELECTORS[key]}={value}"
+    return arg
+
+
 def parse_overrides(args: Iterable[str]) -> DictConfig:
-    """``["a.b=1", "objective.weights=[0.5,1,1]"]`` -> a config tree (YAML values)."""
+    """``["a.b=1", "objective.weights=[0.5,1,1]", "launcher=slurm"]`` -> a config tree (YAML values);
+    ``SECTION=NAME`` is the shorthand for the section's selector (``launcher.name=slurm``)."""
     args = list(args)
     for a in args:
-        if "=" not in a:
-            raise ConfigError(f"override {a!r} is not of the form key=value (see --help)")
+        if "=" not in a or a.startswith("="):
+            raise ConfigError(f"command line: {a!r} is not of the form key=value (see --help)")
+    args = [_shorthand(a) for a in args]
     try:
         return OmegaConf.from_dotlist(args)
-    except Exception as e:  # omegaconf grammar errors
-        raise ConfigError(f"cannot parse overrides {args}: {e}") from e
+    except Exception as e:  # omegaconf grammar errors, or a key set both as a value and as a section
+        raise ConfigError(f"command line: cannot parse {args}: {e}") from None
 
 
 def grid_path(name: str) -> Path:
@@ -148,9 +207,8 @@ def grid_path(name: str) -> Path:
     packaged = GRIDS_DIR / f"{name}.yaml"
     if not packaged.exists():
         names = sorted(q.stem for q in GRIDS_DIR.glob("*.yaml"))
-        close = difflib.get_close_matches(name, names, n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise ConfigError(f"grid={name!r} is unknown{hint}; packaged grids: {names}, or give a path to a YAML file")
+        raise ConfigError(f"grid={name!r} is unknown{did_you_mean(name, names)}; packaged grids: {names}, "
+                          "or give a path to a YAML file")
     return packaged
 
 
@@ -159,15 +217,20 @@ GRID_KEYS = ("name", "description", "fixed", "axes", "seeds", "report")
 
 def load_grid_file(path: Path) -> dict:
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(Path(path).read_text())
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the grid file: {e}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a grid file must be a mapping with keys {list(GRID_KEYS)}")
-    unknown = sorted(set(raw) - set(GRID_KEYS))
-    if unknown:
-        raise ConfigError(f"{path}: unknown grid key(s) {unknown}; allowed: {list(GRID_KEYS)}")
+    try:
+        check_known(raw, GRID_KEYS, owner=f"a grid file ({path})")
+    except ConfigError as e:
+        raise ConfigError(f"{path}: unknown grid key: {e}") from None
     raw.setdefault("name", path.stem)
+    if not isinstance(raw["name"], str) or not raw["name"] or "/" in raw["name"]:
+        raise ConfigError(f"{path}: name={raw['name']!r} must be a non-empty name without '/' (it names the results folder)")
     return raw
 
 

@@ -37,7 +37,7 @@ from .config import (
     DEFAULTS,
     NON_IDENTITY_KEYS,
     ConfigError,
-    check_keys,
+    checked,
     grid_path,
     load_grid_file,
     merge,
@@ -115,8 +115,7 @@ def default_label(cfg: DictConfig) -> str:
 def expand(grid: dict, overrides: DictConfig | None = None, where: str = "grid") -> list[Cell]:
     """Expand a loaded grid (see :func:`bench.config.load_grid_file`) and overrides into cells."""
     overrides = overrides if overrides is not None else OmegaConf.create({})
-    fixed = grid.get("fixed") or {}
-    check_keys(fixed, f"{where}: fixed")
+    fixed = checked(grid.get("fixed") or {}, f"{where}: fixed")
     override_keys = _flat_keys(overrides)
 
     axes: list[tuple[str, list[dict]]] = []  # (axis name, list of override dicts)
@@ -126,9 +125,7 @@ def expand(grid: dict, overrides: DictConfig | None = None, where: str = "grid")
         if _is_config_key(key):
             if _overridden(key, override_keys):
                 continue
-            parts = [_nest(key, v) for v in values]
-            for p in parts:
-                check_keys(p, f"{where}: axes.{key}")
+            parts = [checked(_nest(key, v), f"{where}: axes.{key}") for v in values]
         else:  # a zip group
             parts = []
             for i, entry in enumerate(values):
@@ -138,23 +135,23 @@ def expand(grid: dict, overrides: DictConfig | None = None, where: str = "grid")
                         f"so it is a zip group whose entries vary together (a product axis needs a key such as "
                         f"'objective' or 'data.missing_rate')"
                     )
-                check_keys(entry, f"{where}: axes.{key}[{i}]")
-                parts.append(entry)
+                parts.append(checked(entry, f"{where}: axes.{key}[{i}]"))
         axes.append((key, parts))
     seeds = grid.get("seeds")
     if seeds is not None and "seed" not in override_keys:
         if not isinstance(seeds, list) or not seeds:
             raise ConfigError(f"{where}: seeds must be a non-empty list of integers")
-        axes.append(("seed", [{"seed": int(s)} for s in seeds]))
+        axes.append(("seed", [checked({"seed": s}, f"{where}: seeds") for s in seeds]))
 
-    check_keys(overrides, "command line")
+    overrides_c = checked(overrides, "command line")
+    report = checked({"report": grid["report"]}, f"{where}: report") if grid.get("report") else None
     cells: list[Cell] = []
     seen: set[str] = set()
     for combo in itertools.product(*[parts for _, parts in axes]) if axes else [()]:
-        cfg = merge(fixed, *combo, overrides)
+        cfg = merge(fixed, *combo, overrides_c)
         cfg.grid = grid.get("name", "grid")
-        if grid.get("report") and "report" not in override_keys:
-            cfg.report = OmegaConf.merge(cfg.report, grid["report"])
+        if report and "report" not in override_keys:
+            cfg.report = OmegaConf.merge(cfg.report, report["report"])
         if cfg.label is None:
             cfg.label = default_label(cfg)
         cid = cell_id(cfg)

@@ -30,11 +30,12 @@ The dataset also provides one multi-label downstream task over the fine vocabula
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from .hierarchy import Hierarchy, flat, load_hierarchy
-from .options import choice, existing_path, str_list, take
+from .options import choice, existing_path, take
 from .paths import resolve
 from .problems import Problem, ProblemLog
 from .registry import DataConfigError
@@ -50,25 +51,29 @@ UNCERTAIN = ("positive", "negative", "ignore")
 EMPTY = ("error", "missing", "text")
 IMAGE_COLUMN_GUESSES = ("Path", "Image Index", "image", "ImageID", "image_path", "path", "filename")
 JOINED_DEFAULT = "Finding Labels"
-DEFAULTS = {
-    "path": None,
-    "hierarchy": None,
-    "templates": None,
-    "level": None,
-    "image_column": None,
-    "label_column": None,
-    "label_separator": "|",
-    "label_columns": None,
-    "uncertain": None,
-    "patient_column": None,
-    "split_column": None,
-    "id_column": None,
-    "image_root": None,
-    "image_suffix": "",
-    "empty_labels": "error",
-    "empty_text": "no finding",
-    "task_name": None,
-}
+
+
+@dataclass
+class Options:
+    path: str = field(metadata={"help": "the CSV label table"})
+    hierarchy: Optional[str] = field(default=None, metadata={"help": "a YAML label hierarchy (levels, parents, templates)"})
+    templates: Any = field(default=None, metadata={"help": "level -> text template with {labels}"})
+    level: Optional[str] = field(default=None, metadata={"help": "the single level's name without a hierarchy (default finding)"})
+    image_column: Optional[str] = field(default=None, metadata={"help": "column of image paths (default: recognised)"})
+    label_column: Optional[str] = field(default=None, metadata={"help": "column of joined label names (e.g. Finding Labels)"})
+    label_separator: str = field(default="|", metadata={"help": "separator of the joined label names"})
+    label_columns: Optional[list[str]] = field(default=None, metadata={"help": "0/1 label columns (instead of a joined column)"})
+    uncertain: Optional[str] = field(default=None, metadata={
+        "help": "what -1 (uncertain) means; required when the table has any", "choices": list(UNCERTAIN)})
+    patient_column: Optional[str] = field(default=None, metadata={"help": "column of patient ids (splits are grouped by it)"})
+    split_column: Optional[str] = field(default=None, metadata={"help": "column of train/val/test"})
+    id_column: Optional[str] = field(default=None, metadata={"help": "column of sample ids (default: the image path)"})
+    image_root: Optional[str] = field(default=None, metadata={"help": "folder image paths are relative to (default: the CSV's)"})
+    image_suffix: str = field(default="", metadata={"help": "appended to every image path", "allow_empty": True})
+    empty_labels: str = field(default="error", metadata={
+        "help": "a row without labels: error, missing (no text), or text (data.empty_text)", "choices": list(EMPTY)})
+    empty_text: str = field(default="no finding", metadata={"help": "the label of a row without labels (empty_labels=text)"})
+    task_name: Optional[str] = field(default=None, metadata={"help": "name of the multi-label downstream task"})
 
 
 def _image_column(path: Path, df, given: str | None) -> str:
@@ -115,9 +120,9 @@ def _uncertain_policy(path: Path, df, columns: list[str], given: str | None) -> 
 
 
 def build(**options: Any) -> MultiGranularDataset:
-    opt = take(FMT, options, DEFAULTS, required=("path",))
+    opt = take(FMT, options, Options)
     path = existing_path(FMT, "path", opt["path"], kind="file")
-    empty_mode = choice(FMT, "empty_labels", opt["empty_labels"], EMPTY)
+    empty_mode = opt["empty_labels"]
     df = read_csv(path)
     hier = _hierarchy(opt)
     levels = hier.levels
@@ -125,7 +130,7 @@ def build(**options: Any) -> MultiGranularDataset:
     templates = {g: templates.get(g, DEFAULT_TEMPLATE) for g in levels}
 
     image_col = _image_column(path, df, opt["image_column"])
-    label_columns = str_list(FMT, "label_columns", opt["label_columns"])
+    label_columns = opt["label_columns"]
     joined = opt["label_column"]
     if joined is not None and label_columns is not None:
         raise DataConfigError(f"data.format={FMT}: give data.label_column (joined names) or data.label_columns (0/1 columns), not both")

@@ -34,11 +34,13 @@ levels (default: all four).
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from bench.data.options import level_subset
+from bench.data.options import level_subset, take
+from bench.errors import DataConfigError
 from bench.data.sample import MultiGranularDataset, Sample, TaskSpec
 
 logger = logging.getLogger(__name__)
@@ -58,8 +60,6 @@ TASK_SPECS = {
     "digit": TaskSpec("multiclass", DIGIT_NAMES),
     "attributes": TaskSpec("multilabel", ATTRIBUTES),
 }
-DEFAULTS: dict[str, Any] = {"resolution": 32, "seed": 0, "val_fraction": 0.15, "test_fraction": 0.2, "levels": None,
-                            "split_seed": None}
 
 
 def attributes_of(d: int) -> tuple[str, ...]:
@@ -98,37 +98,28 @@ def labels_of(d: int) -> dict[str, tuple[str, ...]]:
     }
 
 
-def _fail(option: str, allowed: str, value: Any) -> None:
-    raise ValueError(f"digits: bad value {value!r} for option {option!r}; allowed: {allowed}")
+@dataclass
+class Options:
+    resolution: int = field(default=32, metadata={"help": "image size (bilinear upsampling of the 8x8 digits)", "min": 8, "max": 512})
+    seed: int = field(default=0, metadata={"help": "seed of the stratified splits", "min": 0})
+    split_seed: Optional[int] = field(default=None, metadata={"help": "the harness's split option: an alias of seed", "min": 0})
+    val_fraction: float = field(default=0.15, metadata={"help": "val fraction", "min": 0, "max": 1, "max_open": True})
+    test_fraction: float = field(default=0.2, metadata={"help": "test fraction", "min": 0, "max": 1, "max_open": True})
+    levels: Optional[list[str]] = field(default=None, metadata={"help": f"levels used (default all: {list(LEVELS)})"})
 
 
 def check_options(options: dict[str, Any]) -> dict[str, Any]:
     """Validate ``build``'s options; return the full option dict (defaults filled in)."""
-    unknown = [k for k in options if k not in DEFAULTS]
-    if unknown:
-        raise ValueError(f"digits: unknown option(s) {unknown}; allowed options: {sorted(DEFAULTS)}")
-    o = {**DEFAULTS, **options}
-    if o["split_seed"] is not None:  # the harness's shared split option: an alias of ``seed`` here
-        if "seed" in options and options["seed"] != o["split_seed"]:
-            _fail("split_seed", f"the same value as seed (an alias; seed is {options['seed']!r})", o["split_seed"])
+    o = take("digits", options, Options)
+    if o["split_seed"] is not None:  # the harness's shared split option: an alias of ``seed``
+        if options.get("seed") is not None and options["seed"] != o["split_seed"]:
+            raise DataConfigError(f"data.split_seed={o['split_seed']!r} (data.format=digits) must be the same as "
+                                  f"data.seed={options['seed']!r} (an alias of it), or left out", key="data.split_seed")
         o["seed"] = o["split_seed"]
     o.pop("split_seed")
-    r = o["resolution"]
-    if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or not 8 <= r <= 512:
-        _fail("resolution", "an integer in [8, 512]", r)
-    o["resolution"] = int(r)
-    s = o["seed"]
-    if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0:
-        _fail("seed", "an integer >= 0", s)
-    o["seed"] = int(s)
-    for k in ("val_fraction", "test_fraction"):
-        v = o[k]
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not 0.0 <= float(v) < 1.0:
-            _fail(k, "a number in [0, 1)", v)
-        o[k] = float(v)
     if o["val_fraction"] + o["test_fraction"] >= 1.0:
-        _fail("val_fraction", f"val_fraction + test_fraction < 1 (test_fraction is {o['test_fraction']})",
-              o["val_fraction"])
+        raise DataConfigError(f"data.val_fraction={o['val_fraction']} + data.test_fraction={o['test_fraction']} "
+                              "(data.format=digits) must be < 1", key="data.val_fraction")
     o["levels"] = level_subset("digits", o["levels"], LEVELS)
     return o
 

@@ -28,10 +28,11 @@ filled with them (an all-zero multi-label row has no text), e.g. for zero-shot e
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
-from .options import choice, existing_path, str_list, take
+from .options import existing_path, take
 from .paths import IMAGE_RULES, image_path
 from .problems import Problem, ProblemLog
 from .registry import DataConfigError
@@ -46,21 +47,27 @@ FMT = "downstream_csv"
 KINDS = ("multiclass", "multilabel")
 MGLL_SPLITS = (("train", "Train"), ("val", "Val"), ("test", "Test"))
 LEVEL = "label"
-DEFAULTS = {
-    "path": None,
-    "csv_name": None,
-    "task_kind": None,
-    "task_name": None,
-    "image_column": None,
-    "label_columns": None,
-    "class_names": None,
-    "num_classes": None,
-    "split_column": None,
-    "patient_column": None,
-    "image_rule": None,
-    "image_root": None,
-    "label_template": None,
-}
+
+
+@dataclass
+class Options:
+    path: str = field(metadata={"help": "a CSV table, or the MGLL data folder (with data.csv_name)"})
+    task_kind: str = field(metadata={"help": "multiclass (first label column) or multilabel (every label column)",
+                                     "choices": list(KINDS)})
+    csv_name: Optional[str] = field(default=None, metadata={
+        "help": "MGLL layout: <path>/All_csv_downstream/<csv_name>_{Train,Val,Test}.csv"})
+    task_name: Optional[str] = field(default=None, metadata={"help": "name of the downstream task (default: the table's)"})
+    image_column: Optional[str] = field(default=None, metadata={"help": "column of image paths (default: the first)"})
+    label_columns: Optional[list[str]] = field(default=None, metadata={"help": "label columns (default: all the others)"})
+    class_names: Optional[list[str]] = field(default=None, metadata={"help": "names of the classes, in order"})
+    num_classes: Optional[int] = field(default=None, metadata={"help": "number of classes of a multiclass task", "min": 1})
+    split_column: Optional[str] = field(default=None, metadata={"help": "column of train/val/test (one-table layout)"})
+    patient_column: Optional[str] = field(default=None, metadata={"help": "column of patient ids"})
+    image_rule: Optional[str] = field(default=None, metadata={
+        "help": "how the image column maps to a file (default: npz in the MGLL layout, verbatim otherwise)",
+        "choices": list(IMAGE_RULES)})
+    image_root: Optional[str] = field(default=None, metadata={"help": "folder image paths are relative to"})
+    label_template: Optional[str] = field(default=None, metadata={"help": "text of a label for the text level ({labels})"})
 
 
 def _tables(opt: dict, path: Path) -> tuple[list[tuple[Path, Any, str | None]], str, str, Path]:
@@ -97,16 +104,14 @@ def _int_like(v: str) -> int | None:
 
 
 def build(**options: Any) -> MultiGranularDataset:
-    opt = take(FMT, options, DEFAULTS, required=("path", "task_kind"))
-    kind = choice(FMT, "task_kind", opt["task_kind"], KINDS)
+    opt = take(FMT, options, Options)
+    kind = opt["task_kind"]
     path = existing_path(FMT, "path", opt["path"])
-    if opt["image_rule"] is not None:
-        choice(FMT, "image_rule", opt["image_rule"], IMAGE_RULES)
     tables, default_task, rule, root = _tables(opt, path)
     task = str(opt["task_name"] or default_task)
-    class_names = str_list(FMT, "class_names", opt["class_names"])
+    class_names = opt["class_names"]
     template = check_template(opt["label_template"], "data.label_template") if opt["label_template"] is not None else None
-    wanted = str_list(FMT, "label_columns", opt["label_columns"])
+    wanted = opt["label_columns"]
 
     plan = []  # (file, df, split, image column, label columns, split column)
     for f, df, split in tables:

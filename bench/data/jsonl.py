@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,12 @@ FMT = "jsonl"
 RECORD_KEYS = ("id", "image", "texts", "labels", "targets", "patient_id", "split")
 META_KEYS = ("levels", "vocab", "tasks")
 TASK_KINDS = ("multiclass", "multilabel")
-DEFAULTS = {"path": None}
+
+
+@dataclass
+class Options:
+    path: str = field(metadata={"help": "the manifest (.jsonl); image paths are relative to its folder"})
+
 
 
 def _check_meta(meta: Any, where: str) -> dict:
@@ -165,7 +171,7 @@ def _parse_line(obj: Any, origin: Origin, levels, tasks, base: Path, problems: P
 
 
 def build(**options: Any) -> MultiGranularDataset:
-    opt = take(FMT, options, DEFAULTS, required=("path",))
+    opt = take(FMT, options, Options)
     path = existing_path(FMT, "path", opt["path"], kind="file")
     lines = path.read_text().splitlines()
     meta = None

@@ -39,8 +39,9 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from .options import choice, existing_path, take
 from .paths import IMAGE_RULES, image_path, resolve
@@ -71,14 +72,20 @@ MANIFEST_IMAGE_FIELDS = ("image_path", "path", "image", "ImageID", "url")
 MANIFEST_SPLITS = {"train": "train", "validation": "val"}
 DESCRIPTION_LABELS = ("whole", "comma")
 
-DEFAULTS = {
-    "path": None,
-    "list": None,
-    "schema": None,
-    "image_rule": None,
-    "image_root": None,
-    "description_labels": "whole",
-}
+
+
+@dataclass
+class Options:
+    path: str = field(metadata={"help": "the MGLL data folder (with data.list) or a manifest JSON file"})
+    list: Optional[str] = field(default=None, metadata={"help": "list name of the release (<path>/<list>_train.txt, _val.txt)"})
+    schema: Optional[str] = field(default=None, metadata={
+        "help": "record schema (default: from the list name)", "choices": [*SCHEMAS]})
+    image_rule: Optional[str] = field(default=None, metadata={
+        "help": "how ImageID maps to a file (default: npz, verbatim for xray)", "choices": [*IMAGE_RULES]})
+    image_root: Optional[str] = field(default=None, metadata={"help": "folder image paths are relative to (default: data.path)"})
+    description_labels: str = field(default="whole", metadata={
+        "help": "labels of the description level: the whole text, or its comma-separated parts",
+        "choices": [*DESCRIPTION_LABELS]})
 
 
 def _parts(text: str) -> tuple[str, ...]:
@@ -280,9 +287,9 @@ def _from_manifest(path: Path, image_root: Path, description_labels: str):
 
 
 def build(**options: Any) -> MultiGranularDataset:
-    opt = take(FMT, options, DEFAULTS, required=("path",))
+    opt = take(FMT, options, Options)
     path = existing_path(FMT, "path", opt["path"])
-    description_labels = choice(FMT, "description_labels", opt["description_labels"], DESCRIPTION_LABELS)
+    description_labels = opt["description_labels"]
     if path.is_file():
         if opt["list"] is not None or opt["schema"] not in (None, "fundus") or opt["image_rule"] not in (None, "verbatim"):
             raise DataConfigError(

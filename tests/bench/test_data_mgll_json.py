@@ -198,7 +198,7 @@ def test_list_options_errors(fundus_dir, tmp_path):
         build_dataset({"format": "mgll_json", "path": str(fundus_dir), "list": "my_list"})
     with pytest.raises(DataConfigError, match="data.list"):
         build_dataset({"format": "mgll_json", "path": str(fundus_dir)})
-    with pytest.raises(DataConfigError, match="unknown option"):
+    with pytest.raises(DataConfigError, match=r"data.lst is not an option of data.format=mgll_json \(did you mean data.list\?\)"):
         build_dataset({"format": "mgll_json", "path": str(fundus_dir), "list": "2level_list", "lst": 1})
     with pytest.raises(DataConfigError, match="2level_list_train.txt"):
         build_dataset({"format": "mgll_json", "path": str(fundus_dir), "list": "2level_list"})

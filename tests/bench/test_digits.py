@@ -116,7 +116,7 @@ def test_levels_option():
     [
         ({"size": 10}, "size"),
         ({"resolution": 4}, "resolution"),
-        ({"resolution": "32"}, "resolution"),
+        ({"resolution": "x32"}, "resolution"),
         ({"seed": -1}, "seed"),
         ({"val_fraction": 1.2}, "val_fraction"),
         ({"test_fraction": -0.1}, "test_fraction"),
@@ -129,4 +129,5 @@ def test_levels_option():
 def test_bad_options_raise_naming_the_option(options, name):
     with pytest.raises(ValueError) as e:
         D.build(**options)
-    assert name in str(e.value) and "allowed" in str(e.value)
+    msg = str(e.value)
+    assert f"data.{name}" in msg and ("allowed" in msg or "must be" in msg)

@@ -126,7 +126,7 @@ class DataShared:
     val_fraction: Optional[float] = field(default=None, metadata=_help("drawn val fraction (default 0.1)", min=0, max=1, max_open=True))
     test_fraction: Optional[float] = field(default=None, metadata=_help("drawn test fraction (default 0.1)", min=0, max=1, max_open=True))
     missing_rate: Optional[float] = field(default=None, metadata=_help(
-        "drop each used level's text for this fraction of training samples (default 0)", min=0, max=1, max_open=True))
+        "drop each used level's text for this fraction of training samples (default 0)", min=0, max=1))
     missing_seed: Optional[int] = field(default=None, metadata=_help("seed of the dropped texts (default 0)"))
     missing_levels: Optional[list[str]] = field(default=None, metadata=_help(
         "the levels that lose texts (default: every level used)"))

@@ -4,6 +4,9 @@ from .registry import FORMATS, DataConfigError, get_format, register_format
 from .sample import SPLITS, MultiGranularDataset, Sample, TaskSpec, load_image
 from .build import build_dataset
 
+# the formats (each registers itself with @register_format)
+from . import csv_multilabel, digits, downstream_csv, jsonl, mgll_json  # noqa: E402,F401
+
 __all__ = [
     "FORMATS",
     "SPLITS",

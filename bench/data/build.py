@@ -22,11 +22,14 @@ Everything else is passed to the format's builder, which validates it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import typing
 from typing import Any
 
-from .missing import check_rate, drop_texts
-from .options import as_bool, choice, str_list
+from ..options import coerce
+from ..schema import DataShared
+from .missing import drop_texts
 from .problems import DataValidationError, Problem
 from .registry import DataConfigError, get_format
 from .sample import MultiGranularDataset
@@ -47,8 +50,6 @@ SHARED_OPTIONS = (
     "missing_levels",
 )
 ON_BAD_SAMPLE = ("error", "skip")
-# formats that draw their own splits: the split options are theirs (passed through to the builder)
-FORMATS_WITH_OWN_SPLITS = ("fundus_synth", "digits")
 
 
 def _as_dict(cfg: Any) -> dict:
@@ -62,12 +63,22 @@ def _as_dict(cfg: Any) -> dict:
     return dict(cfg)
 
 
-def _int(key: str, value: Any, default: int) -> int:
-    if value is None:
-        return default
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise DataConfigError(f"data.{key}={value!r} must be an integer")
-    return value
+def _shared(options: dict, own_splits: bool) -> dict:
+    """The shared options popped from ``options`` and checked (schema: :class:`bench.schema.DataShared`);
+    ``None`` = the default. Formats that draw their own splits receive the split options themselves."""
+    hints = typing.get_type_hints(DataShared)
+    meta = {f.name: f.metadata for f in dataclasses.fields(DataShared)}
+    out = {}
+    for k in SHARED_OPTIONS:
+        if k == "format" or (own_splits and k in SPLIT_OPTIONS):
+            continue
+        v = options.pop(k, None)
+        out[k] = None if v is None else coerce(f"data.{k}", v, hints[k], meta[k], error=DataConfigError)
+    return out
+
+
+def _int(value: Any, default: int) -> int:
+    return default if value is None else int(value)
 
 
 def _validated(dataset: MultiGranularDataset, parse_problems: list[Problem], levels, on_bad: str, check_images: bool):
@@ -106,14 +117,14 @@ def build_dataset(cfg: Any) -> MultiGranularDataset:
         raise DataConfigError("data.format is required")
     fmt = options.pop("format")
     builder = get_format(fmt)
-    own_splits = fmt in FORMATS_WITH_OWN_SPLITS
-    shared = {k: options.pop(k, None) for k in SHARED_OPTIONS if k != "format" and not (own_splits and k in SPLIT_OPTIONS)}
-    levels = str_list(fmt, "levels", shared["levels"])
-    on_bad = choice(fmt, "on_bad_sample", shared["on_bad_sample"] or "error", ON_BAD_SAMPLE)
-    check_images = as_bool(fmt, "check_images", True if shared["check_images"] is None else shared["check_images"])
-    rate = check_rate(0.0 if shared["missing_rate"] is None else shared["missing_rate"])
-    missing_seed = _int("missing_seed", shared["missing_seed"], 0)
-    missing_levels = str_list(fmt, "missing_levels", shared["missing_levels"])
+    own_splits = builder.own_splits
+    shared = _shared(options, own_splits)
+    levels = shared["levels"]
+    on_bad = shared["on_bad_sample"] or "error"
+    check_images = True if shared["check_images"] is None else shared["check_images"]
+    rate = 0.0 if shared["missing_rate"] is None else shared["missing_rate"]
+    missing_seed = _int(shared["missing_seed"], 0)
+    missing_levels = shared["missing_levels"]
 
     options = {k: v for k, v in options.items() if v is not None}
     parse_problems: list[Problem] = []
@@ -164,7 +175,7 @@ def _splits(dataset: MultiGranularDataset, shared: dict) -> list:
         )
     return assign_splits(
         samples,
-        seed=_int("split_seed", shared.get("split_seed"), DEFAULT_SPLIT_SEED),
+        seed=_int(shared.get("split_seed"), DEFAULT_SPLIT_SEED),
         val_fraction=DEFAULT_VAL_FRACTION if shared.get("val_fraction") is None else shared["val_fraction"],
         test_fraction=DEFAULT_TEST_FRACTION if shared.get("test_fraction") is None else shared["test_fraction"],
     )

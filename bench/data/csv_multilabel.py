@@ -38,7 +38,7 @@ from .hierarchy import Hierarchy, flat, load_hierarchy
 from .options import choice, existing_path, take
 from .paths import resolve
 from .problems import Problem, ProblemLog
-from .registry import DataConfigError
+from .registry import DataConfigError, register_format
 from .sample import MultiGranularDataset, Sample, TaskSpec
 from .splits import normalize_split
 from .tables import FLAG_ALLOWED, flag_columns, parse_flag, read_csv, require_columns, row_origin
@@ -119,6 +119,7 @@ def _uncertain_policy(path: Path, df, columns: list[str], given: str | None) -> 
     return given, n
 
 
+@register_format(FMT, options=Options)
 def build(**options: Any) -> MultiGranularDataset:
     opt = take(FMT, options, Options)
     path = existing_path(FMT, "path", opt["path"], kind="file")

@@ -41,6 +41,7 @@ import numpy as np
 
 from bench.data.options import level_subset, take
 from bench.errors import DataConfigError
+from bench.data.registry import register_format
 from bench.data.sample import MultiGranularDataset, Sample, TaskSpec
 
 logger = logging.getLogger(__name__)
@@ -176,6 +177,7 @@ def split_indices(y: np.ndarray, seed: int, val_fraction: float, test_fraction: 
     return split
 
 
+@register_format("digits", options=Options, own_splits=True)
 def build(**options) -> MultiGranularDataset:
     """Build the ``digits`` dataset. Options (defaults): ``resolution`` (32), ``seed`` (0), ``val_fraction``
     (0.15), ``test_fraction`` (0.2), ``levels`` (None: all of ``LEVELS``). Unknown options or bad values

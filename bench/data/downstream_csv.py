@@ -35,7 +35,7 @@ from typing import Any, Optional
 from .options import existing_path, take
 from .paths import IMAGE_RULES, image_path
 from .problems import Problem, ProblemLog
-from .registry import DataConfigError
+from .registry import DataConfigError, register_format
 from .sample import MultiGranularDataset, Sample, TaskSpec
 from .splits import normalize_split
 from .tables import read_csv, require_columns, row_origin
@@ -103,6 +103,7 @@ def _int_like(v: str) -> int | None:
     return int(f) if f == int(f) else None
 
 
+@register_format(FMT, options=Options)
 def build(**options: Any) -> MultiGranularDataset:
     opt = take(FMT, options, Options)
     kind = opt["task_kind"]

@@ -39,7 +39,7 @@ from typing import Any
 from .options import existing_path, take
 from .paths import resolve
 from .problems import Problem, ProblemLog
-from .registry import DataConfigError
+from .registry import DataConfigError, register_format
 from .sample import SPLITS, MultiGranularDataset, Origin, Sample, TaskSpec
 
 log = logging.getLogger(__name__)
@@ -170,6 +170,7 @@ def _parse_line(obj: Any, origin: Origin, levels, tasks, base: Path, problems: P
     )
 
 
+@register_format(FMT, options=Options)
 def build(**options: Any) -> MultiGranularDataset:
     opt = take(FMT, options, Options)
     path = existing_path(FMT, "path", opt["path"], kind="file")

@@ -46,7 +46,7 @@ from typing import Any, Optional
 from .options import choice, existing_path, take
 from .paths import IMAGE_RULES, image_path, resolve
 from .problems import Problem, ProblemLog
-from .registry import DataConfigError
+from .registry import DataConfigError, register_format
 from .sample import MultiGranularDataset, Origin, Sample
 
 log = logging.getLogger(__name__)
@@ -286,6 +286,7 @@ def _from_manifest(path: Path, image_root: Path, description_labels: str):
     return samples, problems
 
 
+@register_format(FMT, options=Options)
 def build(**options: Any) -> MultiGranularDataset:
     opt = take(FMT, options, Options)
     path = existing_path(FMT, "path", opt["path"])

@@ -1,77 +1,67 @@
 """Registry of data formats: ``data.format=<name>`` picks a builder that returns a MultiGranularDataset.
 
-A builder is a function ``build(**options) -> MultiGranularDataset``; it validates its own options and
-raises ``DataConfigError`` (or ``ValueError``) naming the option and what is allowed. Adding a format is one
-module in ``bench/data/`` plus one ``@register_format`` line here.
+A format is one module in ``bench/data/`` that declares its options as a dataclass and registers its
+builder with the decorator::
+
+    @register_format("jsonl", options=Options)
+    def build(**options) -> MultiGranularDataset: ...
+
+``options`` documents the format (``python -m bench.run --help data`` and the docs tables are generated from
+it); ``own_splits=True`` marks formats that draw their own splits (they receive ``data.split_seed``,
+``val_fraction`` and ``test_fraction`` as their options). The builder validates its options
+(:func:`bench.data.options.take`) and raises :class:`~bench.errors.DataConfigError`. The package
+``bench/data/__init__.py`` imports every format module once; this module imports none of them (no cycle).
 """
 
 from __future__ import annotations
 
-import difflib
+from dataclasses import dataclass
 from typing import Any, Callable
 
+from ..errors import DataConfigError, did_you_mean
 from .sample import MultiGranularDataset
 
-FORMATS: dict[str, Callable[..., MultiGranularDataset]] = {}
+__all__ = ["FORMATS", "DataConfigError", "Format", "get_format", "register_format"]
 
 
-from ..errors import DataConfigError  # noqa: E402  (re-exported: the data layer's ConfigError)
+@dataclass(frozen=True)
+class Format:
+    """A registered format: its builder, its options dataclass (or None) and whether it draws its own splits."""
+
+    name: str
+    build: Callable[..., MultiGranularDataset]
+    options: type | None = None
+    own_splits: bool = False
+
+    def __call__(self, **options: Any) -> MultiGranularDataset:
+        return self.build(**options)
 
 
-def register_format(name: str):
+FORMATS: dict[str, Format] = {}
+
+
+def register_format(name: str, options: type | None = None, own_splits: bool = False):
+    """Decorator: register ``fn`` as the builder of ``data.format=<name>``."""
+
     def deco(fn: Callable[..., MultiGranularDataset]):
-        FORMATS[name] = fn
+        if name in FORMATS and FORMATS[name].build is not fn:
+            raise ValueError(f"data format {name!r} is already registered by {FORMATS[name].build.__module__}")
+        FORMATS[name] = Format(name, fn, options, own_splits)
         return fn
 
     return deco
 
 
-def get_format(name: str) -> Callable[..., MultiGranularDataset]:
+def get_format(name: str) -> Format:
     if name not in FORMATS:
-        close = difflib.get_close_matches(str(name), list(FORMATS), n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise DataConfigError(f"data.format={name!r} is unknown{hint}; allowed: {sorted(FORMATS)}")
+        raise DataConfigError(f"data.format={name!r} is unknown{did_you_mean(name, FORMATS)}", key="data.format",
+                              value=name, allowed=sorted(FORMATS))
     return FORMATS[name]
 
 
-# -- the formats --------------------------------------------------------------------------------------------
-@register_format("fundus_synth")
+# fundus_synth registers itself lazily until its package declares its own options (it is being split up)
+@register_format("fundus_synth", own_splits=True)
 def _fundus_synth(**options: Any) -> MultiGranularDataset:
     from .fundus_synth import build
-
-    return build(**options)
-
-
-@register_format("digits")
-def _digits(**options: Any) -> MultiGranularDataset:
-    from .digits import build
-
-    return build(**options)
-
-
-@register_format("mgll_json")
-def _mgll_json(**options: Any) -> MultiGranularDataset:
-    from .mgll_json import build
-
-    return build(**options)
-
-
-@register_format("csv_multilabel")
-def _csv_multilabel(**options: Any) -> MultiGranularDataset:
-    from .csv_multilabel import build
-
-    return build(**options)
-
-
-@register_format("jsonl")
-def _jsonl(**options: Any) -> MultiGranularDataset:
-    from .jsonl import build
-
-    return build(**options)
-
-
-@register_format("downstream_csv")
-def _downstream_csv(**options: Any) -> MultiGranularDataset:
-    from .downstream_csv import build
 
     return build(**options)

@@ -241,8 +241,8 @@ def test_local_timeout_without_requeues_left_is_a_failure(tmp_path, monkeypatch,
 def test_local_timeout_checkpoints_and_restarts(tmp_path, monkeypatch):
     monkeypatch.setenv("CONTRASTIVE_BENCH_CACHE", str(tmp_path / "cache"))
     grid = _one_cell_grid(tmp_path, epochs=60)
-    assert run_main([f"grid={grid}", f"results_dir={tmp_path / 'r'}", "launcher.name=local", "launcher.timeout_min=0.3",
-                     "launcher.signal_delay_s=8", "launcher.max_num_timeout=6", "launcher.poll_s=0.2"]) == 0
+    assert run_main([f"grid={grid}", f"results_dir={tmp_path / 'r'}", "launcher.name=local", "launcher.timeout_min=0.5",
+                     "launcher.signal_delay_s=12", "launcher.max_num_timeout=6", "launcher.poll_s=0.2"]) == 0
     (cell,) = [p for p in (tmp_path / "r" / "one").iterdir() if (p / "config.yaml").exists()]
     log = (cell / "log.txt").read_text()
     assert store.cell_state(cell) == store.DONE

@@ -26,11 +26,15 @@ IMAGE_TOWERS: dict[str, Callable[..., nn.Module]] = {}
 TEXT_TOWERS: dict[str, Callable[..., nn.Module]] = {}
 
 
+from .. import options as _options
 from ..errors import ModelConfigError  # noqa: E402  (re-exported: the model layer's ConfigError)
 
 
-def _register(table: dict, name: str):
+def _register(table: dict, name: str, options: type | None = None):
+    """Register a tower builder under ``name``; ``options`` (a dataclass) documents and checks its options."""
+
     def deco(fn):
+        fn.options = options
         table[name] = fn
         return fn
 
@@ -55,25 +59,22 @@ def _unknown(kind: str, name: str, table: dict, extra: Iterable[str] = ()) -> Mo
                             + (" or any timm model name" if kind == "image" else ""))
 
 
-def _check_keys(kind: str, cfg: dict, allowed: Sequence[str]) -> None:
-    extra = sorted(set(cfg) - set(allowed) - {"name"})
-    if extra:
-        close = {k: close_matches(k, allowed, n=1) for k in extra}
-        hints = "".join(f"; {k!r}: did you mean {c[0]!r}?" for k, c in close.items() if c)
-        common = "freeze, grad_checkpointing, mean, std" if kind == "image" else "freeze, grad_checkpointing"
-        raise ModelConfigError(
-            f"{kind}: unknown option(s) {extra} for {kind}.name={cfg.get('name')!r}; allowed: {sorted(allowed)} "
-            f"and the common {common}{hints}"
-        )
+def _check_keys(kind: str, cfg: dict, spec: type) -> None:
+    """Check a tower's options against its options dataclass ``spec`` (:mod:`bench.options` rules: unknown
+    keys with close matches, types, bounds, choices); the given values are converted in place, so the
+    builder reads ``cfg.get(key, default)`` as before. The common tower options (``freeze``,
+    ``grad_checkpointing``, ``mean``, ``std``) are handled by :class:`~bench.models.TwoTower` before."""
+    given = {k: v for k, v in cfg.items() if k != "name"}
+    parsed = _options.parse(spec, given, prefix=f"{kind}.", owner=f"{kind}.name={cfg.get('name')}",
+                            error=ModelConfigError, drop_none=True)
+    for k, v in given.items():
+        if v is not None:
+            cfg[k] = getattr(parsed, k)
 
 
 def as_bool(key: str, value: Any) -> bool:
-    """``true``/``false`` (also the strings YAML might leave) -> bool, else a clear error."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
-        return value.lower() in ("true", "yes")
-    raise ModelConfigError(f"{key}={value!r} must be true or false")
+    """``true``/``false`` (the harness's one boolean rule, :func:`bench.options.as_bool`)."""
+    return _options.as_bool(key, value, error=ModelConfigError)
 
 
 # -- local paths only ---------------------------------------------------------------------------------------

@@ -13,8 +13,9 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -53,15 +54,49 @@ def _load_pretrained(module: nn.Module, cfg: dict, *, key: str = "image.pretrain
                   ignore_unexpected=ignore)
 
 
+# -- options of the image towers (checked by _check_keys; documented by python -m bench.run --help image) ----
+_PRETRAINED = {"help": "a local weights file or folder (nothing is downloaded)"}
+_STRICT = {"help": "every missing or unexpected key of the weights is an error"}
+
+
+@dataclass
+class TinyViTOptions:
+    patch_size: int = field(default=8, metadata={"help": "patch size (must divide data.resolution)", "min": 1})
+    width: int = field(default=128, metadata={"help": "embedding width", "min": 1})
+    depth: int = field(default=4, metadata={"help": "transformer blocks", "min": 1})
+    heads: int = field(default=4, metadata={"help": "attention heads", "min": 1})
+    drop_path: float = field(default=0.0, metadata={"help": "stochastic depth rate", "min": 0, "max": 1, "max_open": True})
+    pretrained: Any = field(default=None, metadata=_PRETRAINED)
+    strict: bool = field(default=True, metadata=_STRICT)
+
+
+@dataclass
+class TimmOptions:
+    model: Optional[str] = field(default=None, metadata={"help": "timm architecture name (required), e.g. resnet18"})
+    pretrained: Any = field(default=None, metadata=_PRETRAINED)
+    strict: bool = field(default=True, metadata=_STRICT)
+    drop_path: float = field(default=0.0, metadata={"help": "stochastic depth rate", "min": 0, "max": 1, "max_open": True})
+    kwargs: dict = field(default_factory=dict, metadata={"help": "extra timm.create_model arguments"})
+
+
+@dataclass
+class OpenCLIPVisualOptions:
+    model: Optional[str] = field(default=None, metadata={"help": "open_clip model name (required), e.g. ViT-B-32"})
+    pretrained: Any = field(default=None, metadata=_PRETRAINED)
+    strict: bool = field(default=True, metadata=_STRICT)
+    quick_gelu: Optional[bool] = field(default=None, metadata={"help": "QuickGELU (default: the model config's)"})
+    model_cfg: dict = field(default_factory=dict, metadata={"help": "overrides of the vision config (+ embed_dim)"})
+
+
 # -- tiny ViT (default) -------------------------------------------------------------------------------------
-@_register(IMAGE_TOWERS, "vit_tiny_custom")
+@_register(IMAGE_TOWERS, "vit_tiny_custom", options=TinyViTOptions)
 def tiny_vit(cfg: dict, embed_dim: int, resolution: int) -> nn.Module:
     """timm ``VisionTransformer`` at CPU size (about 0.9 M parameters at the defaults): ``image.patch_size``
     (8), ``image.width`` (128), ``image.depth`` (4), ``image.heads`` (4), ``image.drop_path`` (0); its head is
     the projection to ``embed_dim``. ``image.pretrained``: a local state dict of the same architecture."""
     from timm.models.vision_transformer import VisionTransformer
 
-    _check_keys("image", cfg, ["patch_size", "width", "depth", "heads", "drop_path", "pretrained", "strict"])
+    _check_keys("image", cfg, TinyViTOptions)
     patch = int(cfg.get("patch_size", 8))
     if resolution % patch:
         raise ModelConfigError(f"image.patch_size={patch} must divide data.resolution={resolution}")
@@ -123,7 +158,7 @@ def _timm_classifier_keys(model: nn.Module):
     return lambda k: bool(prefixes) and k.startswith(prefixes)
 
 
-@_register(IMAGE_TOWERS, "timm")
+@_register(IMAGE_TOWERS, "timm", options=TimmOptions)
 def timm_tower(cfg: dict, embed_dim: int, resolution: int) -> nn.Module:
     """Any timm architecture by ``image.model`` (random init unless ``image.pretrained`` names a local weights
     file or folder), classifier removed, projected to ``embed_dim`` when its feature size differs. Options:
@@ -131,7 +166,7 @@ def timm_tower(cfg: dict, embed_dim: int, resolution: int) -> nn.Module:
     any missing/unexpected key is an error; the original classifier's keys are always ignored)."""
     import timm
 
-    _check_keys("image", cfg, ["model", "pretrained", "strict", "drop_path", "kwargs"])
+    _check_keys("image", cfg, TimmOptions)
     arch = cfg.get("model")
     if not arch:
         raise ModelConfigError("image.model is required with image.name=timm (e.g. image.model=resnet18)")
@@ -246,14 +281,14 @@ class OpenCLIPVisual(nn.Module):
         self.net.set_grad_checkpointing(enable)
 
 
-@_register(IMAGE_TOWERS, "open_clip")
+@_register(IMAGE_TOWERS, "open_clip", options=OpenCLIPVisualOptions)
 def open_clip_visual(cfg: dict, embed_dim: int, resolution: int) -> nn.Module:
     """The visual tower of an open_clip model (``image.model=ViT-L-14``), built with ``pretrained=None`` at
     ``data.resolution``; ``image.pretrained=/path`` loads local weights (full CLIP or OpenAI state dict, bare
     visual state dict, MGLL checkpoint, OpenAI TorchScript file). ``image.quick_gelu`` (default: the model
     config's; OpenAI weights were trained with QuickGELU, e.g. ``ViT-L-14-quickgelu``), ``image.model_cfg``
     (overrides of the vision config, plus ``embed_dim`` for the tower's own output size), ``image.strict``."""
-    _check_keys("image", cfg, ["model", "pretrained", "strict", "quick_gelu", "model_cfg"])
+    _check_keys("image", cfg, OpenCLIPVisualOptions)
     qg = cfg.get("quick_gelu")
     tower = OpenCLIPVisual(str(cfg.get("model") or ""), embed_dim, resolution,
                            None if qg is None else as_bool("image.quick_gelu", qg), dict(cfg.get("model_cfg") or {}))

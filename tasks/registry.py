@@ -47,6 +47,15 @@ class TaskConfigError(ConfigError):
         super().__init__(text, key=option, value=value)
         self.allowed = allowed
 
+    @classmethod
+    def from_message(cls, task: str, message: str, *, option: str | None = None, value: Any = None,
+                     allowed: Any = None) -> "TaskConfigError":
+        """An error whose ``message`` already names the option and value (from :mod:`bench.options`)."""
+        self = cls.__new__(cls)
+        self.task, self.option = task, option
+        ConfigError.__init__(self, f"task {task!r}: {message}", key=option, value=value, allowed=allowed)
+        return self
+
 
 def register(name: str) -> Callable[[type[T]], type[T]]:
     """Class decorator: add a task class to :data:`TASKS` under ``name`` (and set ``cls.name``)."""

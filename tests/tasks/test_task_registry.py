@@ -41,7 +41,7 @@ def test_unknown_option_names_task_option_and_allowed():
     with pytest.raises(TaskConfigError) as e:
         build("linear_probe", target="x", c_grd=[1.0])
     msg = str(e.value)
-    assert "linear_probe" in msg and "c_grd" in msg and "did you mean 'c_grid'" in msg and "label_fraction" in msg
+    assert "linear_probe" in msg and "c_grd" in msg and "did you mean c_grid?" in msg and "label_fraction" in msg
     assert e.value.option == "c_grd"
 
 
@@ -75,7 +75,7 @@ def test_bad_values_fail_at_build_time(name, options, option):
 
 
 def test_choice_error_lists_allowed_and_close_match():
-    with pytest.raises(TaskConfigError, match=r"did you mean 'auc'.*allowed: \['auc', 'map', 'acc', 'f1'\]"):
+    with pytest.raises(TaskConfigError, match=r"select_metric='aux' is not allowed \(did you mean auc\?\); allowed: auc, map, acc, f1"):
         build("linear_probe", target="x", select_metric="aux")
 
 
@@ -104,7 +104,7 @@ def test_register_decorator_adds_a_task():
 
     try:
         assert tasks.build("dummy_task_for_test", k=3).run(None, {}) == {"k": 3}
-        with pytest.raises(TaskConfigError, match="allowed: \\['k'\\]"):
+        with pytest.raises(TaskConfigError, match="j is not an option; allowed: k"):
             tasks.build("dummy_task_for_test", j=3)
     finally:
         TASKS.pop("dummy_task_for_test")

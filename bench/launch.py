@@ -50,14 +50,16 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import yaml
 from omegaconf import DictConfig
 
 from . import store
 from .cell import execute
+from . import options as _opts
 from .config import ConfigError, to_container
+from .errors import did_you_mean
 from .grid import Cell
 
 log = logging.getLogger(__name__)
@@ -84,103 +86,76 @@ class LaunchResult:
 # ----------------------------------------------------------------------------------------------------------
 # options
 # ----------------------------------------------------------------------------------------------------------
-def _pos_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
-
-
-def _nonneg_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
-
-
-def _pos_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
-
-
-def _opt_str(v: Any) -> bool:
-    return v is None or isinstance(v, str)
-
-
-def _bool(v: Any) -> bool:
-    return isinstance(v, bool)
-
-
-def _str_list(v: Any) -> bool:
-    return isinstance(v, list) and all(isinstance(x, str) for x in v)
-
-
-def _mem(v: Any) -> bool:
-    return v is None or _pos_num(v) or (isinstance(v, str) and re.fullmatch(r"\d+(\.\d+)?[KMGT]?B?", v.upper()) is not None)
-
-
-def _dict(v: Any) -> bool:
-    return isinstance(v, dict)
+def _mem(key: str, v: Any) -> Any:
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
+        return v
+    if isinstance(v, str) and re.fullmatch(r"\d+(\.\d+)?[KMGT]?B?", v.upper()) is not None:
+        return v
+    raise LauncherError(f"{key}={v!r} must be GB as a number, or a SLURM size string such as 16G", key=key, value=v)
 
 
 @dataclass(frozen=True)
 class Option:
-    default: Any
-    check: Callable[[Any], bool]
-    expect: str
-    help: str
+    """One ``launcher.*`` option: default, type (checked with :mod:`bench.options`), help, check metadata."""
 
+    default: Any
+    type: Any
+    help: str
+    meta: dict = field(default_factory=dict)
+
+
+_POS = {"min": 1}
+_NONNEG = {"min": 0}
+_POSNUM = {"min": 0, "min_open": True}
 
 LOCAL_OPTIONS: dict[str, Option] = {
-    "parallel": Option(1, _pos_int, "a positive integer", "cells running at once"),
-    "timeout_min": Option(7 * 24 * 60, _pos_num, "a positive number of minutes",
-                          "per-cell time limit (USR2 `signal_delay_s` before it: checkpoint and restart)"),
-    "signal_delay_s": Option(30, _nonneg_int, "an integer >= 0", "seconds between the timeout signal and the kill"),
-    "max_num_timeout": Option(3, _nonneg_int, "an integer >= 0", "restarts after a timeout before giving up"),
-    "tasks_per_node": Option(1, _pos_int, "a positive integer", "processes per cell (torch.distributed when > 1)"),
-    "gpus": Option(0, _nonneg_int, "an integer >= 0",
-                   "GPUs per cell; concurrent cells get disjoint GPUs (slot k uses GPUs k*gpus .. k*gpus+gpus-1)"),
-    "setup": Option([], _str_list, "a list of shell lines", "shell lines run before each cell's process"),
-    "poll_s": Option(1.0, _pos_num, "a positive number of seconds", "how often the runner checks its jobs"),
+    "parallel": Option(1, int, "cells running at once", _POS),
+    "timeout_min": Option(7 * 24 * 60, float, "per-cell time limit, minutes (USR2 `signal_delay_s` before it: checkpoint and restart)", _POSNUM),
+    "signal_delay_s": Option(30, int, "seconds between the timeout signal and the kill", _NONNEG),
+    "max_num_timeout": Option(3, int, "restarts after a timeout before giving up", _NONNEG),
+    "tasks_per_node": Option(1, int, "processes per cell (torch.distributed when > 1)", _POS),
+    "gpus": Option(0, int, "GPUs per cell; concurrent cells get disjoint GPUs (slot k uses GPUs k*gpus .. k*gpus+gpus-1)", _NONNEG),
+    "setup": Option([], list[str], "shell lines run before each cell's process"),
+    "poll_s": Option(1.0, float, "how often the runner checks its jobs, seconds", _POSNUM),
 }
 
 #: SLURM resources: the keys a profile may set (``launcher.<key>`` overrides the profile)
 SLURM_RESOURCES: dict[str, Option] = {
-    "partition": Option(None, _opt_str, "a partition name", "sbatch --partition"),
-    "account": Option(None, _opt_str, "an account name", "sbatch --account"),
-    "qos": Option(None, _opt_str, "a QOS name", "sbatch --qos"),
-    "time": Option(60, _pos_int, "a positive integer (minutes)", "time limit per cell, minutes (sbatch --time)"),
-    "cpus": Option(1, _pos_int, "a positive integer", "CPUs per task (sbatch --cpus-per-task)"),
-    "gpus": Option(0, _nonneg_int, "an integer >= 0", "GPUs per cell (sbatch --gpus-per-node)"),
-    "mem": Option(None, _mem, "GB as a number, or a SLURM size string such as 16G", "memory per cell (sbatch --mem)"),
-    "constraint": Option(None, _opt_str, "a constraint expression", "sbatch --constraint"),
-    "setup": Option([], _str_list, "a list of shell lines", "lines run in the sbatch script before srun"),
-    "tasks_per_node": Option(1, _pos_int, "a positive integer", "processes per cell (torch.distributed when > 1)"),
-    "array_parallelism": Option(256, _pos_int, "a positive integer", "array elements running at once (%N)"),
-    "signal_delay_s": Option(90, _nonneg_int, "an integer >= 0",
-                             "USR2 this many seconds before the time limit (checkpoint + requeue)"),
-    "max_num_timeout": Option(3, _nonneg_int, "an integer >= 0", "requeues after a timeout before giving up"),
-    "additional": Option({}, _dict, "a mapping of sbatch options", "extra sbatch options, e.g. {exclude: node1}"),
+    "partition": Option(None, Optional[str], "sbatch --partition"),
+    "account": Option(None, Optional[str], "sbatch --account"),
+    "qos": Option(None, Optional[str], "sbatch --qos"),
+    "time": Option(60, int, "time limit per cell, minutes (sbatch --time)", _POS),
+    "cpus": Option(1, int, "CPUs per task (sbatch --cpus-per-task)", _POS),
+    "gpus": Option(0, int, "GPUs per cell (sbatch --gpus-per-node)", _NONNEG),
+    "mem": Option(None, Any, "memory per cell: GB as a number, or a SLURM size string such as 16G (sbatch --mem)", {"check": _mem}),
+    "constraint": Option(None, Optional[str], "sbatch --constraint"),
+    "setup": Option([], list[str], "lines run in the sbatch script before srun"),
+    "tasks_per_node": Option(1, int, "processes per cell (torch.distributed when > 1)", _POS),
+    "array_parallelism": Option(256, int, "array elements running at once (%N)", _POS),
+    "signal_delay_s": Option(90, int, "USR2 this many seconds before the time limit (checkpoint + requeue)", _NONNEG),
+    "max_num_timeout": Option(3, int, "requeues after a timeout before giving up", _NONNEG),
+    "additional": Option({}, dict, "extra sbatch options, e.g. {exclude: node1}"),
 }
 
 SLURM_OPTIONS: dict[str, Option] = {
-    "profile": Option(None, _opt_str, "a profile name or a YAML path",
-                      "slurm/profiles/<profile>.yaml: resources, overridden by launcher.* keys"),
+    "profile": Option(None, Optional[str], "slurm/profiles/<profile>.yaml (or a YAML path): resources, overridden by launcher.* keys"),
     **SLURM_RESOURCES,
-    "wait": Option(True, _bool, "true or false", "wait for the jobs (false: submit, print the job id, exit 0)"),
-    "poll_s": Option(10.0, _pos_num, "a positive number of seconds", "how often the runner polls squeue/sacct"),
-    "job_name": Option(None, _opt_str, "a job name", "SLURM job name (default bench-<grid>)"),
+    "wait": Option(True, bool, "wait for the jobs (false: submit, print the job id, exit 0)"),
+    "poll_s": Option(10.0, float, "how often the runner polls squeue/sacct, seconds", _POSNUM),
+    "job_name": Option(None, Optional[str], "SLURM job name (default bench-<grid>)"),
 }
 
 
 def _check(name: str, given: dict, options: dict[str, Option], where: str = "launcher") -> dict:
-    """``given`` merged over the defaults of ``options``; unknown keys and bad values raise, naming the key."""
-    unknown = sorted(set(given) - set(options))
-    if unknown:
-        allowed = ", ".join(f"{where}.{k}" for k in options) or "none"
-        raise LauncherError(
-            f"{where}.{unknown[0]} is not an option of launcher.name={name}"
-            + (f" (also unknown: {', '.join(unknown[1:])})" if len(unknown) > 1 else "")
-            + f"; allowed: {allowed}"
-        )
+    """``given`` merged over the defaults of ``options``; unknown keys and bad values raise, naming the key
+    (:mod:`bench.options` rules)."""
+    prefix = f"{where}." if where else ""
+    owner = f"launcher.name={name}" if where else "a SLURM profile"
+    _opts.check_known(given, list(options), prefix=prefix, owner=owner, error=LauncherError)
     out = {k: o.default for k, o in options.items()}
     for k, v in given.items():
-        if not options[k].check(v):
-            raise LauncherError(f"{where}.{k}={v!r} (launcher.name={name}) must be {options[k].expect}")
-        out[k] = v
+        o = options[k]
+        out[k] = None if v is None and o.default is None else _opts.coerce(f"{prefix}{k}", v, o.type, o.meta, error=LauncherError)
     return out
 
 
@@ -205,9 +180,9 @@ def load_profile(name: str) -> tuple[Path, dict]:
         raise LauncherError(f"launcher.profile={name!r}: {path} must be a mapping of SLURM resources")
     data.pop("description", None)
     try:
-        return path, _check("slurm", data, SLURM_RESOURCES, where=f"profile {path.name}:")
+        return path, _check("slurm", data, SLURM_RESOURCES, where="")
     except LauncherError as e:
-        raise LauncherError(f"{e} (keys a profile may set: {', '.join(SLURM_RESOURCES)}, description)") from None
+        raise LauncherError(f"profile {path}: {e} (a profile may also set description)", key=e.key) from None
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -255,7 +230,8 @@ def resolve(launcher_cfg: DictConfig | dict | None) -> tuple[Launcher, dict]:
     cfg = to_container(launcher_cfg) if isinstance(launcher_cfg, DictConfig) else dict(launcher_cfg or {})
     name = cfg.get("name", "inline")
     if name not in LAUNCHERS:
-        raise LauncherError(f"launcher.name={name!r} is unknown; allowed: {sorted(LAUNCHERS)}")
+        raise LauncherError(f"launcher.name={name!r} is unknown{did_you_mean(name, LAUNCHERS)}", key="launcher.name",
+                            value=name, allowed=sorted(LAUNCHERS))
     launcher = LAUNCHERS[name]
     return launcher, launcher.resolve(cfg)
 

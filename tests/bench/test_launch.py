@@ -42,13 +42,13 @@ def test_registry_and_defaults():
         ({"name": "inline", "parallel": 2}, r"launcher\.parallel is not an option of launcher\.name=inline; allowed: none"),
         ({"name": "local", "paralel": 2}, r"launcher\.paralel .*allowed: launcher\.parallel, "),
         ({"name": "local", "wait": False}, r"launcher\.wait is not an option of launcher\.name=local"),
-        ({"name": "local", "parallel": 0}, r"launcher\.parallel=0 .* must be a positive integer"),
+        ({"name": "local", "parallel": 0}, r"launcher\.parallel=0 must be >= 1"),
         ({"name": "slurm", "partiton": "debug"}, r"launcher\.partiton .*allowed: launcher\.profile, launcher\.partition"),
-        ({"name": "slurm", "time": "1h"}, r"launcher\.time='1h' .*minutes"),
+        ({"name": "slurm", "time": "1h"}, r"launcher\.time='1h' must be an integer"),
         ({"name": "slurm", "mem": "lots"}, r"launcher\.mem='lots'"),
         ({"name": "slurm", "wait": "no"}, r"launcher\.wait='no' .*true or false"),
         ({"name": "slurm", "profile": "nope"}, r"launcher\.profile='nope': no profile .*nope\.yaml; available .*local"),
-        ({"name": "warp"}, r"launcher\.name='warp' is unknown; allowed: \['inline', 'local', 'slurm'\]"),
+        ({"name": "warp"}, r"launcher\.name='warp' is unknown; allowed: inline, local, slurm"),
     ],
 )
 def test_bad_options_name_the_key_and_the_allowed(cfg, match):
@@ -69,7 +69,7 @@ def test_shipped_profiles_and_overrides():
 def test_bad_profile_key_is_named(tmp_path, monkeypatch):
     (tmp_path / "mine.yaml").write_text("partition: a\ncpu: 4\n")
     monkeypatch.setenv("BENCH_SLURM_PROFILES", str(tmp_path))
-    with pytest.raises(LauncherError, match=r"mine\.yaml.*cpu .*keys a profile may set: partition, account"):
+    with pytest.raises(LauncherError, match=r"mine\.yaml: cpu is not an option of a SLURM profile \(did you mean cpus\?\); allowed: partition, account"):
         resolve({"name": "slurm", "profile": "mine"})
 
 

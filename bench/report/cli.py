@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import difflib
 import logging
 import sys
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import yaml
 
+from ..options import parse
 from .load import MissingCellsError, ReportError
 from .writer import ALL_FORMATS, write_report
 
@@ -48,30 +49,33 @@ Examples:
   python -m bench.report results/ablation allow_missing=true formats=md,tex out=/tmp/report
 """
 
-OPTIONS = ("rows", "columns", "baseline", "alpha", "n_boot", "allow_missing", "formats", "out")
+@dataclass
+class ReportOptions:
+    rows: Optional[str] = field(default=None, metadata={"help": "row column: label, objective.name, or any config key"})
+    columns: Optional[list[str]] = field(default=None, metadata={"help": "main-table columns"})
+    baseline: Optional[str] = field(default=None, metadata={"help": "reference row of the significance tests"})
+    alpha: Optional[float] = field(default=None, metadata={"help": "significance level", "min": 0, "max": 1,
+                                                           "min_open": True, "max_open": True})
+    n_boot: Optional[int] = field(default=None, metadata={"help": "bootstrap resamples", "min": 1})
+    allow_missing: Optional[bool] = field(default=None, metadata={"help": "report despite cells that are not done"})
+    formats: Optional[list[str]] = field(default=None, metadata={"help": "table/figure formats"})
+    out: Optional[str] = field(default=None, metadata={"help": "output folder"})
 
 
-def _bool(key: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if str(value).lower() in ("1", "true", "yes", "on"):
-        return True
-    if str(value).lower() in ("0", "false", "no", "off"):
-        return False
-    raise ReportError(f"{key}={value!r} must be true or false")
+OPTIONS = tuple(f.name for f in fields(ReportOptions))
 
 
-def _list(value: Any) -> list[str] | None:
-    if value is None:
-        return None
-    if isinstance(value, (list, tuple)):
-        return [str(v) for v in value]
-    return [v.strip() for v in str(value).split(",") if v.strip()]
+def _list(value: Any) -> Any:
+    """``a,b`` (a string) -> ``[a, b]``; lists stay lists."""
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
 
 
 def parse_args(argv: list[str]) -> tuple[Path, dict[str, Any]]:
-    """``[folder, key=value, ...]`` -> (folder, write_report keyword arguments); ReportError on a bad one."""
-    root, opts = None, {}
+    """``[folder, key=value, ...]`` -> (folder, write_report keyword arguments); ReportError on a bad one
+    (the harness's option rules, :mod:`bench.options`)."""
+    root, given = None, {}
     for a in argv:
         if "=" not in a:
             if root is not None:
@@ -79,36 +83,22 @@ def parse_args(argv: list[str]) -> tuple[Path, dict[str, Any]]:
             root = Path(a)
             continue
         key, raw = a.split("=", 1)
-        if key not in OPTIONS:
-            close = difflib.get_close_matches(key, OPTIONS, n=2)
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise ReportError(f"unknown option {key!r}{hint}; allowed: {', '.join(OPTIONS)} (see --help)")
         try:
             value = yaml.safe_load(raw) if raw != "" else None
         except yaml.YAMLError:
             value = raw
-        opts[key] = value
+        given[key] = _list(value) if key in ("columns", "formats") else value
     if root is None:
         raise ReportError("no results folder given (python -m bench.report results/<grid>; see --help)")
+    o = parse(ReportOptions, given, owner="python -m bench.report (see --help)", error=ReportError, drop_none=True)
     kwargs: dict[str, Any] = {}
-    if opts.get("rows") is not None:
-        kwargs["rows"] = str(opts["rows"])
-    if opts.get("baseline") is not None:
-        kwargs["baseline"] = str(opts["baseline"])
-    if "columns" in opts:
-        kwargs["columns"] = _list(opts["columns"])
-    if "formats" in opts:
-        kwargs["formats"] = _list(opts["formats"]) or ["none"]
-    if "allow_missing" in opts:
-        kwargs["allow_missing"] = _bool("allow_missing", opts["allow_missing"])
-    for key, cast in (("alpha", float), ("n_boot", int)):
-        if key in opts:
-            try:
-                kwargs[key] = cast(opts[key])
-            except (TypeError, ValueError):
-                raise ReportError(f"{key}={opts[key]!r} is not a number") from None
-    if opts.get("out") is not None:
-        kwargs["out"] = Path(str(opts["out"]))
+    for key in ("rows", "baseline", "columns", "alpha", "n_boot", "allow_missing"):
+        if getattr(o, key) is not None:
+            kwargs[key] = getattr(o, key)
+    if "formats" in given:
+        kwargs["formats"] = o.formats or ["none"]
+    if o.out is not None:
+        kwargs["out"] = Path(o.out)
     return root, kwargs
 
 

@@ -3,23 +3,20 @@
 Examples:
   python -m bench.run grid=smoke
   python -m bench.run grid=smoke dry_run=true
-  python -m bench.run grid=smoke objective.name=mgll train.epochs=2
+  python -m bench.run grid=smoke print_config=true
+  python -m bench.run grid=smoke objective=mgll train.epochs=2
   python -m bench.run grid=path/to/my_grid.yaml results_dir=/scratch/results
+  python -m bench.run grid=ablation launcher=local launcher.parallel=2
+  python -m bench.run grid=ablation launcher=slurm launcher.profile=local launcher.wait=false
 
-Keys (dotted, YAML values): grid (a packaged grid name or a YAML path; default smoke), results_dir
-(default results/), dry_run (list the cells and their state, run nothing), rerun_failed (also rerun
-failed cells), preflight (default true: build each distinct data/objective/task config once and stop
-with exit status 2 and every problem before running anything), seed, label, data.*, image.*, text.*, model.*, objective.*, train.*, tasks, eval.*,
-launcher.*. An override of an axis key replaces that axis by the single value given. The exit status is 0
-when every cell is done, 1 when any failed, 2 for a configuration error.
+Overrides are dotted keys with YAML values; SECTION=NAME picks the builder of an open section
+(launcher=slurm is launcher.name=slurm; also objective=, image=, text=, data= for data.format). An override
+of an axis key replaces that axis by the single value given; changing a section's builder drops the
+options that were set for the previous one. Every problem of the whole grid is reported before anything
+runs. Exit status: 0 every cell done, 1 a cell failed, 2 a configuration error.
 
-Launchers (launcher.name=...; see README "Running on a cluster"):
-  inline   the cells one after the other in this process (default)
-  local    each cell in a subprocess (submitit), launcher.parallel=N at once
-  slurm    one SLURM job array per grid (submitit), launcher.profile=NAME (slurm/profiles/NAME.yaml),
-           launcher.wait=false to submit and exit; then: python -m bench.status results/<grid>
-  python -m bench.run grid=smoke launcher.name=local launcher.parallel=2
-  python -m bench.run grid=ablation launcher.name=slurm launcher.profile=local launcher.wait=false
+Help topics: python -m bench.run --help TOPIC, TOPIC one of keys (every run-config key, default),
+data (formats), image, text (towers), objective, tasks, launcher, grids.
 """
 
 from __future__ import annotations
@@ -28,6 +25,7 @@ import logging
 import sys
 from pathlib import Path
 
+from omegaconf import OmegaConf
 from tabulate import tabulate
 
 from . import store
@@ -39,17 +37,36 @@ log = logging.getLogger("bench.run")
 
 
 def _usage() -> str:
-    from .config import GRIDS_DIR
+    from .help import topic_help
 
-    grids = ", ".join(sorted(p.stem for p in GRIDS_DIR.glob("*.yaml")))
-    return f"usage: python -m bench.run [--help] grid=NAME [key=value ...]\n\n{__doc__}\nPackaged grids: {grids}\n"
+    return (f"usage: python -m bench.run [--help [TOPIC]] grid=NAME [key=value ...]\n\n{__doc__}\n"
+            f"{topic_help('grids')}\n\n{topic_help('keys')}\n")
+
+
+def _help(argv: list[str]) -> int | None:
+    """``--help [TOPIC]`` anywhere on the command line: print it and return the exit status."""
+    for i, a in enumerate(argv):
+        if a in ("-h", "--help", "help"):
+            topic = argv[i + 1] if i + 1 < len(argv) and "=" not in argv[i + 1] else None
+            if topic is None:
+                print(_usage())
+                return 0
+            from .help import topic_help
+
+            try:
+                print(topic_help(topic))
+            except ConfigError as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 2
+            return 0
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-h", "--help", "help") for a in argv):
-        print(_usage())
-        return 0
+    status = _help(argv)
+    if status is not None:
+        return status
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     grid_name = "smoke"
     rest = []
@@ -68,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         print("error: the grid expands to no cells", file=sys.stderr)
         return 2
     first = cells[0].config
+    if first.print_config:
+        for c in cells:
+            print(f"# cell {c.id} ({c.label})\n{OmegaConf.to_yaml(c.config)}")
+        return 0
     root = store.grid_dir(first.results_dir, raw["name"])
     try:
         launcher, launcher_opts = resolve(first.launcher)

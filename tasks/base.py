@@ -52,15 +52,40 @@ class Task:
             "y_true": np.asarray(y_true), "scores": np.asarray(scores), "kind": kind, "threshold": float(threshold),
         }
 
+    # -- what the task needs of the data (checked before any training, by the preflight) ----------------------
+    def needed_splits(self, splits: Mapping[str, Any]) -> tuple[str, ...]:
+        """The splits :meth:`run` reads (subclasses narrow it; ``splits`` may tell, e.g. the target's kind)."""
+        return ("train", "val", "test")
+
+    def check(self, splits: Mapping[str, Any]) -> None:
+        """Cheap check that the data can serve this task: every needed split present and non-empty, the
+        ``target`` declared by each of them, the ``level`` present. Raises :class:`TaskConfigError`."""
+        names = self.needed_splits(splits)
+        data = self.require_splits(splits, *names)
+        target = getattr(self.options, "target", None)
+        if self.needs_target and target:
+            specs = {self.target_spec(ds, target) for ds in data}
+            if len(specs) > 1:
+                raise TaskConfigError.from_message(self.name, f"target={target!r} is declared differently by the "
+                                                   f"splits {list(names)}", option="target", value=target)
+        level = getattr(self.options, "level", None)
+        if level:
+            self.check_level(data[0], level)
+
     # -- shared run-time checks ---------------------------------------------------------------------------
     def require_splits(self, splits: Mapping[str, Any], *names: str) -> list[Any]:
-        """The datasets for ``names``; a missing or empty one raises ``ValueError`` saying what is there."""
-        missing = [n for n in names if n not in splits or splits[n] is None]
-        if missing:
-            raise ValueError(f"task {self.name!r} needs split(s) {missing}; got {sorted(splits)}")
-        empty = [n for n in names if len(splits[n]) == 0]
-        if empty:
-            raise ValueError(f"task {self.name!r}: split(s) {empty} are empty")
+        """The datasets for ``names``; a missing or empty one raises :class:`TaskConfigError` saying what
+        is there."""
+        have = {n: (0 if splits.get(n) is None else len(splits[n])) for n in splits}
+        bad = [n for n in names if not have.get(n)]
+        if bad:
+            some = next((splits[n] for n in splits if splits[n] is not None), None)
+            where = f" of {getattr(some, 'name', 'the data')}" if some is not None else ""
+            counts = ", ".join(f"{n}: {k}" for n, k in have.items()) or "none"
+            raise TaskConfigError.from_message(
+                self.name, f"needs the split(s) {bad}, which the data{where} does not have or are empty (samples "
+                f"per split: {counts}); give the data those splits (a split field, or data.val_fraction / "
+                "data.test_fraction for drawn splits) or evaluate on a dataset that has them")
         return [splits[n] for n in names]
 
     def target_spec(self, dataset: Any, target: str) -> Any:

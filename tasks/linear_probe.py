@@ -81,6 +81,9 @@ class LinearProbe(Task):
         o.ci = check_bool(t, "ci", o.ci)
         o.n_boot = check_int(t, "n_boot", o.n_boot, minimum=1)
 
+    def needed_splits(self, splits: Mapping[str, Any]) -> tuple[str, ...]:
+        return ("train", "val", "test") if self.options.c is None else ("train", "test")
+
     def run(self, model: Any, splits: Mapping[str, Any], cache: FeatureCache | None = None) -> Metrics:
         o = self.options
         search = o.c is None

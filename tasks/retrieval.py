@@ -78,6 +78,9 @@ class Retrieval(Task):
         o.batch_size = check_int(t, "batch_size", o.batch_size, minimum=1)
         o.query_chunk = check_int(t, "query_chunk", o.query_chunk, minimum=1)
 
+    def needed_splits(self, splits: Mapping[str, Any]) -> tuple[str, ...]:
+        return ("test",)
+
     def run(self, model: Any, splits: Mapping[str, Any], cache: FeatureCache | None = None) -> Metrics:
         o = self.options
         (test,) = self.require_splits(splits, "test")

@@ -82,6 +82,17 @@ class ZeroShot(Task):
         o.ci = check_bool(t, "ci", o.ci)
         o.n_boot = check_int(t, "n_boot", o.n_boot, minimum=1)
 
+    def needed_splits(self, splits: Mapping[str, Any]) -> tuple[str, ...]:
+        o = self.options
+        names = ["test"]
+        test = splits.get("test")
+        specs = getattr(test, "task_specs", {}) if test is not None else {}
+        if o.target in specs and specs[o.target].kind == "multilabel" and o.multilabel_rule == "val":
+            names.append("val")
+        if o.level is not None:
+            names.append("train")
+        return tuple(names)
+
     def run(self, model: Any, splits: Mapping[str, Any], cache: FeatureCache | None = None) -> Metrics:
         o = self.options
         (test,) = self.require_splits(splits, "test")

@@ -192,11 +192,11 @@ def test_local_launcher_parallel_and_failure(tmp_path, monkeypatch, capsys):
     grid = tmp_path / "tiny.yaml"
     grid.write_text(yaml.safe_dump({"name": "tiny", "fixed": fixed, "axes": {"run": [
         {"label": "OK", "objective": {"name": "clip", "level": "disease"}},
-        # fails inside the cell (after the preflight): a batch larger than the training set
+        # fails inside the cell (the preflight, which would find it, is off): a batch larger than the training set
         {"label": "BAD", "objective": {"name": "clip", "level": "disease"}, "train": {"batch_size": 5000}},
     ]}}))
     code = run_main([f"grid={grid}", f"results_dir={tmp_path / 'r'}", "launcher.name=local", "launcher.parallel=2",
-                     "launcher.poll_s=0.2"])
+                     "launcher.poll_s=0.2", "preflight=false"])
     assert code == 1
     root = tmp_path / "r" / "tiny"
     cells = {yaml.safe_load((p / "config.yaml").read_text())["label"]: p for p in root.iterdir()

@@ -20,7 +20,7 @@ from bench.preflight import check
 from bench.run import main as run_main
 
 GRIDS = ["smoke", "ablation", "levels", "objectives", "backbones", "missing"]
-SMALL_DATA = ["data.size=48", "data.test_size=24"]
+SMALL_DATA = ["data.size=48", "data.test_size=24", "train.batch_size=16"]  # a batch must fit the smaller draw
 
 
 @pytest.fixture(autouse=True)

@@ -82,8 +82,8 @@ def test_grid_runs_once_then_skips(grid_file, tmp_path, capsys):
 
 
 def test_failed_cell_is_recorded_and_not_done(grid_file, tmp_path, capsys):
-    # a batch larger than the training set fails inside the cell, after the preflight
-    code = run(grid_file, tmp_path, "train.batch_size=5000")
+    # a batch larger than the training set fails inside the cell when the preflight (which finds it) is off
+    code = run(grid_file, tmp_path, "train.batch_size=5000", "preflight=false")
     assert code == 1
     root = tmp_path / "results" / "tiny"
     cells = [p for p in root.iterdir() if p.is_dir()]
@@ -95,7 +95,7 @@ def test_failed_cell_is_recorded_and_not_done(grid_file, tmp_path, capsys):
         assert err["type"] == "ValueError" and "batch_size" in err["message"] and "Traceback" in err["traceback"]
     assert capsys.readouterr().out.count("FAILED") == 2
     # failed cells are not rerun unless asked
-    assert run(grid_file, tmp_path, "train.batch_size=5000") == 1
+    assert run(grid_file, tmp_path, "train.batch_size=5000", "preflight=false") == 1
     assert "were not rerun" in capsys.readouterr().out
 
 

@@ -119,7 +119,7 @@ def test_unknown_target_at_run_time_names_available_targets(colour_model, colour
 def test_missing_split_is_reported(colour_model, colour_splits):
     splits = colour_splits("multiclass")
     del splits["val"]
-    with pytest.raises(ValueError, match=r"needs split\(s\) \['val'\]"):
+    with pytest.raises(ValueError, match=r"needs the split\(s\) \['val'\]"):
         build("linear_probe", target="colour").run(colour_model(), splits)
     # a fixed C needs no val split
     assert build("linear_probe", target="colour", c=1.0).run(colour_model(), splits)["c"] == 1.0

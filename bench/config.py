@@ -34,6 +34,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from .errors import ConfigError, did_you_mean
 from .options import check_known, coerce
+from .yamlio import load as load_yaml
+from .yamlio import parse_value
 from .schema import OPEN_SECTIONS, SELECTORS, RunConfig, check_shared, non_identity_keys, section_classes
 
 __all__ = [
@@ -190,11 +192,23 @@ def parse_overrides(args: Iterable[str]) -> DictConfig:
     for a in args:
         if "=" not in a or a.startswith("="):
             raise ConfigError(f"command line: {a!r} is not of the form key=value (see --help)")
-    args = [_shorthand(a) for a in args]
-    try:
-        return OmegaConf.from_dotlist(args)
-    except Exception as e:  # omegaconf grammar errors, or a key set both as a value and as a section
-        raise ConfigError(f"command line: cannot parse {args}: {e}") from None
+    tree: dict[str, Any] = {}
+    for arg in args:
+        dotted, _, raw = _shorthand(arg).partition("=")
+        parts = dotted.strip().split(".")
+        if not all(parts):
+            raise ConfigError(f"command line: {arg!r}: {dotted!r} is not a dotted key (see --help)")
+        node = tree
+        for i, p in enumerate(parts[:-1]):
+            nxt = node.setdefault(p, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"command line: {arg!r} sets a key inside {'.'.join(parts[:i + 1])}, which is also "
+                                  f"given a value ({nxt!r})")
+            node = nxt
+        if isinstance(node.get(parts[-1]), dict):
+            raise ConfigError(f"command line: {arg!r} gives a value to {dotted}, whose keys are also set")
+        node[parts[-1]] = parse_value(raw)  # YAML 1.2 scalars: yes stays a string (bench.yamlio)
+    return OmegaConf.create(tree)
 
 
 def grid_path(name: str) -> Path:
@@ -217,7 +231,7 @@ GRID_KEYS = ("name", "description", "fixed", "axes", "seeds", "report")
 
 def load_grid_file(path: Path) -> dict:
     try:
-        raw = yaml.safe_load(Path(path).read_text())
+        raw = load_yaml(Path(path).read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     except OSError as e:

@@ -60,6 +60,7 @@ from .cell import execute
 from . import options as _opts
 from .config import ConfigError, to_container
 from .errors import did_you_mean
+from .yamlio import load as load_yaml
 from .grid import Cell
 
 log = logging.getLogger(__name__)
@@ -173,7 +174,7 @@ def load_profile(name: str) -> tuple[Path, dict]:
     if not path.exists():
         raise LauncherError(f"launcher.profile={name!r}: no profile {path}; available in {folder}: {list_profiles()}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise LauncherError(f"launcher.profile={name!r}: {path} is not valid YAML: {e}") from e
     if not isinstance(data, dict):
@@ -478,7 +479,7 @@ def _resolve_slurm(given: dict) -> dict:
         path, prof = load_profile(opts["profile"])
         merged.update({k: v for k, v in prof.items()})
         merged["profile"] = opts["profile"]
-    merged.update(given)  # launcher.* keys win over the profile
+    merged.update({k: opts[k] for k in given})  # launcher.* keys (checked) win over the profile
     return merged
 
 

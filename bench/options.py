@@ -93,12 +93,13 @@ def _bounds(key: str, value: Any, out: float, lo, hi, lo_open: bool, hi_open: bo
     bad_lo = lo is not None and (out <= lo if lo_open else out < lo)
     bad_hi = hi is not None and (out >= hi if hi_open else out > hi)
     if bad_lo or bad_hi:
+        lo_s, hi_s = (f"{b:g}" if isinstance(b, float) else str(b) for b in (lo, hi))
         if hi is None:
-            want = f"> {lo}" if lo_open else f">= {lo}"
+            want = f"> {lo_s}" if lo_open else f">= {lo_s}"
         elif lo is None:
-            want = f"< {hi}" if hi_open else f"<= {hi}"
+            want = f"< {hi_s}" if hi_open else f"<= {hi_s}"
         else:
-            want = f"in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+            want = f"in {'(' if lo_open else '['}{lo_s}, {hi_s}{')' if hi_open else ']'}"
         raise _fail(error, key, value, f"must be {want}")
 
 

@@ -63,6 +63,16 @@ def _help(argv: list[str]) -> int | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point: exit status 0 (every cell done), 1 (a cell failed), 2 (a configuration error, printed
+    as ``error: ...`` without a traceback)."""
+    try:
+        return _main(argv)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     status = _help(argv)
     if status is not None:

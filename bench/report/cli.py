@@ -8,9 +8,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
-import yaml
 
 from ..options import parse
+from ..yamlio import parse_value
 from .load import MissingCellsError, ReportError
 from .writer import ALL_FORMATS, write_report
 
@@ -84,8 +84,8 @@ def parse_args(argv: list[str]) -> tuple[Path, dict[str, Any]]:
             continue
         key, raw = a.split("=", 1)
         try:
-            value = yaml.safe_load(raw) if raw != "" else None
-        except yaml.YAMLError:
+            value = parse_value(raw) if raw != "" else None
+        except ValueError:
             value = raw
         given[key] = _list(value) if key in ("columns", "formats") else value
     if root is None:

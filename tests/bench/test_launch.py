@@ -227,8 +227,8 @@ def test_local_timeout_without_requeues_left_is_a_failure(tmp_path, monkeypatch,
     cell checkpoints, submitit refuses to requeue, and the cell is failed with the reason (resumable later)."""
     monkeypatch.setenv("CONTRASTIVE_BENCH_CACHE", str(tmp_path / "cache"))
     grid = _one_cell_grid(tmp_path, epochs=400)
-    code = run_main([f"grid={grid}", f"results_dir={tmp_path / 'r'}", "launcher.name=local", "launcher.timeout_min=0.5",
-                     "launcher.signal_delay_s=15", "launcher.max_num_timeout=0", "launcher.poll_s=0.2"])
+    code = run_main([f"grid={grid}", f"results_dir={tmp_path / 'r'}", "launcher.name=local", "launcher.timeout_min=0.75",
+                     "launcher.signal_delay_s=25", "launcher.max_num_timeout=0", "launcher.poll_s=0.2"])
     assert code == 1
     (cell,) = [p for p in (tmp_path / "r" / "one").iterdir() if (p / "config.yaml").exists()]
     err = json.loads((cell / "error.json").read_text())

@@ -259,7 +259,8 @@ def markdown_table() -> str:
     lines = ["| key | default | meaning |", "| --- | --- | --- |"]
     for d in rows():
         default = "" if d.key.endswith(".*") else f"`{_fmt_default(d.default)}`"
-        lines.append(f"| `{d.key}` | {default} | {d.help} |")
+        text = d.help.replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+        lines.append(f"| `{d.key}` | {default} | {text} |")
     return "\n".join(lines)
 
 

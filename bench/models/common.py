@@ -343,7 +343,7 @@ def module_list_blocks(ml: Iterable[nn.Module], prefix: str) -> list[list[str]]:
 
 
 def timm_layout(model: nn.Module, prefix: str = "") -> tuple[list[list[str]], list[str]]:
-    from timm.models._manipulate import group_parameters
+    from timm.models import group_parameters
 
     groups = [list(v) for _, v in sorted(group_parameters(model, model.group_matcher(coarse=False)).items())]
     blocks = groups[1:]

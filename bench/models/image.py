@@ -196,7 +196,6 @@ def _fmt(close) -> str:
 def open_clip_config(kind: str, name: Any) -> dict:
     """The open_clip model config of ``name`` (a deep copy), or a clear error (hub names are refused)."""
     import open_clip
-    from open_clip.factory import get_model_config
 
     if not name:
         raise ModelConfigError(f"{kind}.model is required with {kind}.name=open_clip (e.g. {kind}.model=ViT-B-32); "
@@ -205,11 +204,35 @@ def open_clip_config(kind: str, name: Any) -> dict:
     if name.lower().startswith(("hf-hub:", "hf_hub:", "local-dir:")):
         raise ModelConfigError(f"{kind}.model={name!r}: only built-in open_clip model names are accepted (offline), "
                                f"with weights from a local {kind}.pretrained=/path")
-    cfg = get_model_config(name)
+    cfg = open_clip.get_model_config(name)
     if cfg is None:
         close = close_matches(name, open_clip.list_models())
         raise ModelConfigError(f"{kind}.model={name!r} is not an open_clip model{_fmt(close)}")
     return cfg
+
+
+# the smallest tower open_clip builds: the other tower of a model whose one tower we want
+_TINY_TOWER = {"vision_cfg": {"image_size": 8, "patch_size": 8, "width": 8, "head_width": 8, "layers": 1},
+               "text_cfg": {"context_length": 2, "vocab_size": 2, "width": 8, "heads": 1, "layers": 1}}
+
+
+def open_clip_tower(kind: str, out_dim: int, tower_cfg: dict, quick_gelu: bool) -> nn.Module:
+    """One tower of an open_clip model, built with open_clip's public ``create_model`` (random init, no
+    download): ``kind`` ``"visual"`` (``tower_cfg`` = a ``vision_cfg``) or ``"text"`` (a ``text_cfg``). The
+    other tower is built at a negligible size and dropped."""
+    import open_clip
+
+    other = "text_cfg" if kind == "visual" else "vision_cfg"
+    cfgs = {"vision_cfg" if kind == "visual" else "text_cfg": tower_cfg, other: _TINY_TOWER[other]}
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.ERROR))  # open_clip warns "no pretrained weights loaded": none are wanted
+    try:
+        model = open_clip.create_model("ViT-B-32", pretrained=None, force_custom_text=True, embed_dim=out_dim,
+                                       quick_gelu=quick_gelu, **cfgs)
+    finally:
+        root.setLevel(level)
+    return model.visual if kind == "visual" else model.text
 
 
 _VISUAL_PREFIXES = ("visual.", "clip.visual.", "module.visual.", "model.visual.", "module.clip.visual.", "")
@@ -222,8 +245,6 @@ class OpenCLIPVisual(nn.Module):
     def __init__(self, model_name: str, embed_dim: int, resolution: int, quick_gelu: bool | None = None,
                  overrides: dict | None = None):
         super().__init__()
-        from open_clip.model import _build_vision_tower
-
         mcfg = open_clip_config("image", model_name)
         overrides = dict(overrides or {})
         out_dim = int(overrides.pop("embed_dim", mcfg["embed_dim"]))
@@ -234,7 +255,7 @@ class OpenCLIPVisual(nn.Module):
             vcfg["timm_model_pretrained"] = False
         qg = bool(mcfg.get("quick_gelu", False)) if quick_gelu is None else bool(quick_gelu)
         try:
-            self.net = _build_vision_tower(out_dim, vcfg, quick_gelu=qg, cast_dtype=None)
+            self.net = open_clip_tower("visual", out_dim, vcfg, qg)
         except TypeError as e:
             raise ModelConfigError(f"image.model_cfg={overrides}: {e}") from e
         self.model_name = model_name

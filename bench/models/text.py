@@ -35,7 +35,7 @@ from .common import (
     read_state_dict,
     take_prefix,
 )
-from .image import open_clip_config
+from .image import open_clip_config, open_clip_tower
 
 log = logging.getLogger("bench.models")
 
@@ -175,8 +175,6 @@ class OpenCLIPText(nn.Module):
     def __init__(self, model_name: str, embed_dim: int, context_length: int | None, quick_gelu: bool | None = None,
                  overrides: dict | None = None):
         super().__init__()
-        from open_clip.model import _build_text_tower
-
         mcfg = open_clip_config("text", model_name)
         overrides = dict(overrides or {})
         out_dim = int(overrides.pop("embed_dim", mcfg["embed_dim"]))
@@ -191,7 +189,7 @@ class OpenCLIPText(nn.Module):
             tcfg["context_length"] = int(context_length)
         qg = bool(mcfg.get("quick_gelu", False)) if quick_gelu is None else bool(quick_gelu)
         try:
-            self.net = _build_text_tower(out_dim, tcfg, quick_gelu=qg, cast_dtype=None)
+            self.net = open_clip_tower("text", out_dim, tcfg, qg)
         except TypeError as e:
             raise ModelConfigError(f"text.model_cfg={overrides}: {e}") from e
         self.model_name = model_name

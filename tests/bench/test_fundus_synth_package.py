@@ -64,7 +64,8 @@ def test_render_with_full_truth_is_pinned():
 
 def test_cache_key_of_the_pretraining_corpus_is_unchanged():
     """Caches written before the split stay valid: same file name for the same options."""
-    assert F.cache_path(cache_dir="/x", size=300, test_size=100, resolution=64).name == "fundus_synth-3f21882c961ada80d4ea.npz"
+    name = F.cache_path(cache_dir="/x", size=300, test_size=100, resolution=64).name
+    assert name == "fundus_synth-3f21882c961ada80d4ea.npz"
 
 
 def test_registry_builds_the_same_dataset():

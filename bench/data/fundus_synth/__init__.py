@@ -138,8 +138,8 @@ Texts (three levels, coarse to fine)
   no apparent retinopathy.") followed by its benign findings if any. Labels: the finding names present
   in canonical order (``FINDINGS``); an image without any finding gets ``("normal fundus",)``.
 
-Downstream tasks (``TaskSpec``)
-===============================
+Downstream tasks (``TaskSpec``) of the pretraining corpus (the downstream variants: below)
+=========================================================================================
 - ``disease_multilabel`` (multilabel, RFMiD-like): ``diabetic retinopathy`` (any grade), ``diabetic
   macular edema``, ``glaucoma``, ``age-related macular degeneration``, ``pathological myopia``,
   ``hypertensive retinopathy``.
@@ -154,14 +154,109 @@ disjoint by image seed. ``size`` is the pool size; a seeded permutation puts ``r
 size)`` of them in ``val``. Defaults: ``size=2500, val_fraction=0.2, test_size=500`` -> 2000 train /
 500 val / 500 test at 64 px.
 
+Downstream variants (option ``variant``): datasets with a domain shift
+=====================================================================
+The MGLL paper pretrains on one corpus and evaluates on other datasets taken with other cameras. The
+option ``variant`` picks what is drawn: ``pretrain`` (the default: the corpus described above, unchanged)
+or one of four downstream datasets. Each downstream variant has its own camera (or cameras), prevalences,
+seed streams, ids, downstream task(s) and split sizes; the anatomy, lesions, rules and texts are the same.
+
+================ ========================== ======================================== ===========================
+variant          stands in for              task(s) (classes)                        camera(s)
+================ ========================== ======================================== ===========================
+``pretrain``     MGLL-Fundus (pretraining)  ``disease_multilabel`` (6), ``dr_grade``  the pretraining camera
+                                            (5), ``glaucoma`` (2)
+``dr``           IDRiD, OIA-DDR             ``dr_grade`` (none, mild, moderate,      ``kowa``
+                                            severe, PDR), ``dme`` (no DME, DME)
+``glaucoma``     REFUGE, RIM-ONE            ``glaucoma`` (no glaucoma, glaucoma)     ``canon``
+``amd``          ADAM                       ``amd`` (no AMD, AMD)                    ``zeiss``
+``multidisease`` RFMiD                      ``disease_multilabel`` (the 6 classes)   ``topcon``, ``kowa``,
+                                                                                     ``topcon_lowres`` (one per
+                                                                                     image)
+================ ========================== ======================================== ===========================
+
+The cameras (``variants.Camera``; the pretraining camera is 1 everywhere, field radius U(0.90, 0.96)):
+
+================= ============= ================== ========== ===== ===== ===== ======== ======
+camera            field radius  colour gain R,G,B  vignetting gamma noise blur  lesion   native
+                                                                                contrast res.
+================= ============= ================== ========== ===== ===== ===== ======== ======
+``kowa``          U(1.02, 1.10) 1.10, 0.97, 0.70   x0.6       x0.9  x1.5  x1    x0.85    1
+``canon``         U(0.76, 0.84) 0.95, 0.78, 0.85   x1.4       x1.1  x1    x1.5  x1       1
+``zeiss``         U(0.82, 0.88) 0.85, 1.10, 1.35   x1.25      x1    x2    x0.5  x0.9     0.6
+``topcon``        U(0.93, 0.99) 1.04, 0.90, 1.15   x1.3       x1    x1.3  x1    x1       1
+``topcon_lowres`` U(0.86, 0.92) 0.92, 1.00, 0.88   x1         x1    x2.5  x1.3  x1       0.5
+================= ============= ================== ========== ===== ===== ===== ======== ======
+
+- *field radius*: replaces U(0.90, 0.96); above 1 the field is cut by the image's top and bottom edges
+  (as in IDRiD); all lesion placement rules stay relative to the field, disc and fovea.
+- *colour gain*: multiplies the per-channel camera gain (white balance and brightness) of every image.
+- *vignetting*: multiplies the radial illumination fall-off coefficient ``a``; *gamma*: multiplies the
+  image gamma.
+- *noise*, *blur*, *lesion contrast*: multiply the options of the same name (so ``noise=0`` still turns
+  noise off); the camera's artefact rate is unchanged (x1).
+- *native res.*: the sensor resolution relative to ``resolution``: the image is drawn at
+  ``max(16, round(native x resolution))`` px and upsampled bilinearly (PIL) to ``resolution``.
+- A variant with several cameras draws one per image, uniformly, as the first draw of the image's
+  generator; the ground-truth summary records it (``camera``).
+
+Measured shift at 64 px (1000 test images per variant; *field*: share of the image inside the visible
+field; colour: mean red and the G/R, B/R ratios inside the field; *hf*: mean absolute Laplacian of the
+green channel inside the field, i.e. noise and fine detail):
+
+================ ======= ======== ====== ====== ======
+variant          field   mean R   G/R    B/R    hf
+================ ======= ======== ====== ====== ======
+``pretrain``     0.73    141      0.45   0.23   4.9
+``dr``           0.89    177      0.43   0.17   6.8
+``glaucoma``     0.53    116      0.33   0.18   4.4
+``amd``          0.63    109      0.59   0.37   2.6
+``multidisease`` 0.80    149      0.44   0.21   5.1 (a mixture of three cameras)
+================ ======= ======== ====== ====== ======
+
+Prevalences (the ``prevalence`` table of each variant; ``data.prevalence`` overrides keys of it).
+Measured on 6000 pool images (the age weighting clips AMD at probability 1, hence measured < nominal):
+
+- ``dr``: mild 0.10, moderate 0.25, severe 0.12, PDR 0.13 (measured grades none/mild/moderate/severe/PDR
+  0.41/0.10/0.25/0.12/0.12), DME 0.25; glaucoma 0.05, AMD 0.05, myopia 0.02, hypertensive 0.05.
+- ``glaucoma``: glaucoma 0.30 (measured 0.30); DR 0.09, DME 0.01, AMD 0.08, myopia 0.05, hypertensive 0.04.
+- ``amd``: AMD 0.30 (measured 0.24); DR 0.11, DME 0.02, glaucoma 0.06, myopia 0.04, hypertensive 0.05.
+- ``multidisease`` (about a third normal, as in RFMiD): DR 0.38, DME 0.15, glaucoma 0.20, AMD 0.22
+  (measured 0.20), myopia 0.12, hypertensive 0.15.
+
+Never the same image or patient as the pretraining corpus: variant number ``c`` (pretrain 0, dr 1,
+glaucoma 2, amd 3, multidisease 4) draws pool image ``i`` from ``default_rng([seed, 10c, i])``, test image
+``i`` from ``default_rng([seed, 10c + 1, i])`` and its val permutation from ``default_rng([seed, 10c + 2])``,
+so no two variants (whatever their seeds) share a generator; the benchmark uses stream 7, in no
+variant's range. Sample ids and patient ids (one image per patient) carry the variant:
+``fundus_synth-<variant>-s<seed>-dev000123`` / ``-test000045`` (the pretraining corpus keeps
+``fundus_synth-s<seed>-...``), so an overlap check by id or patient tells them apart.
+
+Split sizes and statistical power. Every downstream variant defaults to ``size=2500`` (2000 train, 500
+val: enough for a linear probe or a fine-tune) and ``test_size=5000``. The test split is sized so that a
+2-point AUC difference between two encoders scored on the same test images is detectable: with Hanley &
+McNeil's (1982) variance of an AUC, ``var = (A(1-A) + (P-1)(Q1-A^2) + (N-1)(Q2-A^2)) / (P N)``,
+``Q1 = A/(2-A)``, ``Q2 = 2A^2/(1+A)``, for ``P`` positives and ``N`` negatives, the paired difference of
+two encoders whose AUC estimates correlate with ``rho`` has variance ``2 var (1 - rho)``, and a two-sided
+test at alpha = 0.05 with power 0.8 detects ``(1.96 + 0.84) sqrt(2 var (1 - rho))``; a macro average over
+``K`` classes (one-vs-rest) has variance ``sum(var_k) / K^2`` (classes taken as independent). At A = 0.85
+and rho = 0.6 (a typical linear-probe AUC; paired readings correlate 0.3-0.7 in Hanley & McNeil, 1983),
+with the measured prevalences and 5000 test images, the detectable differences are: ``dr_grade`` (macro
+over 5) 0.010, ``dme`` 0.018, ``glaucoma`` 0.017, ``amd`` 0.018, ``disease_multilabel`` (macro over 6)
+0.009 -- all below 0.02 (at the more pessimistic A = 0.80, rho = 0.5: 0.013, 0.023, 0.021, 0.023, 0.011).
+A binary task at prevalence 0.25 needs about 4000 test images at A = 0.85, rho = 0.6 for 0.02; 5000 leaves
+a margin. ``variants.detectable_auc_difference`` computes it. The pretraining corpus keeps its 500 test
+images (a 2-point difference is not detectable there: about 0.04).
+
 Caching
 =======
 Rendered images + the sample metadata (texts, labels, targets, a ground-truth summary) are stored in one
 ``.npz`` keyed by a hash of every option that changes the content (all but ``cache_dir``, ``levels`` and
-``progress``) and ``GENERATOR_VERSION`` (bump it whenever the drawing changes); written to a temporary
-file and ``os.replace``-d into place; an unreadable cache file is regenerated. The
-directory is ``cache_dir`` if given, else ``$CONTRASTIVE_BENCH_CACHE/fundus_synth`` if that variable is
-set, else ``~/.cache/contrastive-bench/fundus_synth``; ``cache_dir=False`` disables caching.
+``progress``), of a downstream variant's whole definition (cameras, prevalences, streams) and of
+``GENERATOR_VERSION`` (bump it whenever the drawing changes); written to a temporary file and
+``os.replace``-d into place; an unreadable cache file is regenerated. The directory is ``cache_dir`` if
+given, else ``$CONTRASTIVE_BENCH_CACHE/fundus_synth`` if that variable is set, else
+``~/.cache/contrastive-bench/fundus_synth``; ``cache_dir=False`` disables caching.
 
 Run ``python -m bench.data.fundus_synth --benchmark`` to measure the drawing speed, ``--preview out.png``
 for a grid of examples with their texts on stdout.
@@ -210,7 +305,7 @@ from .text import (
     NO_FINDINGS,
     describe,
 )
-from .variants import TASK_SPECS_ALL, VARIANTS, Camera, Variant
+from .variants import DOWNSTREAM, TASK_SPECS_ALL, VARIANTS, Camera, Variant, detectable_auc_difference
 
 #: the downstream tasks of the pretraining corpus (``variant=pretrain``)
 TASK_SPECS = VARIANTS["pretrain"].task_specs
@@ -218,7 +313,7 @@ TASK_SPECS = VARIANTS["pretrain"].task_specs
 __all__ = [
     "AMD", "DEFAULT_PREVALENCE", "DIFFICULTY", "DISEASES", "DISEASE_VOCAB", "DME", "DR_GRADES", "DR_GRADE_DISEASE",
     "FINDINGS", "FINDING_VOCAB", "GENERATOR_VERSION", "GLAUCOMA", "GLAUCOMA_CLASSES", "HEALTHY", "HYPERTENSIVE",
-    "LEVELS", "MULTILABEL_CLASSES", "MYOPIA", "NAME", "NO_FINDINGS", "TASK_SPECS", "TASK_SPECS_ALL", "VARIANTS",
+    "DOWNSTREAM", "LEVELS", "MULTILABEL_CLASSES", "MYOPIA", "NAME", "NO_FINDINGS", "TASK_SPECS", "TASK_SPECS_ALL", "VARIANTS",
     "Camera", "FundusSynthOptions", "Geometry", "Variant", "build", "build_with_truth", "cache_path",
-    "check_options", "check_prevalence", "default_cache_dir", "describe", "diagnose", "draw_sample", "render",
+    "check_options", "check_prevalence", "default_cache_dir", "describe", "detectable_auc_difference", "diagnose", "draw_sample", "render",
 ]

@@ -73,13 +73,14 @@ class FundusSynthOptions:
     variant: str = field(default=DEFAULT_VARIANT, metadata={
         "choices": tuple(VARIANTS),
         "help": "which dataset: the pretraining corpus (pretrain) or a downstream dataset with a domain shift "
-                "(see the package docstring)"})
+                "(dr, glaucoma, amd, multidisease: other cameras, prevalences, tasks; see the package docstring)"})
     size: int | None = field(default=None, metadata={
         "min": 0, "help": "train + val images (null: the variant's, 2500 for every variant)"})
     val_fraction: float | None = field(default=None, metadata={
         "min": 0.0, "max": 1.0, "max_open": True, "help": "share of `size` that goes to val (null: 0.2)"})
     test_size: int | None = field(default=None, metadata={
-        "min": 0, "help": "test images, drawn from their own seed stream (null: the variant's; 500 for pretrain)"})
+        "min": 0, "help": "test images, drawn from their own seed stream (null: the variant's: 500 for pretrain, "
+                          "5000 for the downstream variants)"})
     resolution: int = field(default=64, metadata={"min": 16, "max": 1024, "help": "image side in pixels"})
     seed: int = field(default=0, metadata={"min": 0, "help": "seed of every image (with the variant's streams)"})
     prevalence: dict | None = field(default=None, metadata={

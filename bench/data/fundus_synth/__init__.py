@@ -261,6 +261,21 @@ given, else ``$CONTRASTIVE_BENCH_CACHE/fundus_synth`` if that variable is set, e
 Run ``python -m bench.data.fundus_synth --benchmark`` to measure the drawing speed, ``--preview out.png``
 for a grid of examples with their texts on stdout.
 
+Drawing a corpus to disk (any size, many processes)
+===================================================
+``python -m bench.data.fundus_synth draw --out DIR --size 100000 --resolution 224 --workers 8
+--image-format png|jpg|npz [--variant ...] [--test-size ...] [--set KEY=VALUE ...]`` writes
+``DIR/images/NNNN/<id>.<ext>`` (1000 per folder), ``DIR/manifest.jsonl`` with its ``.meta.json`` sidecar
+(levels, vocabularies, tasks) and ``DIR/fundus_synth.json`` (the resolved options): the samples of
+``build`` with the same options, in the same order, with the same ids, splits, texts, labels and targets,
+and the same pixels (PNG and NPZ; JPEG is the lossy encoding of those pixels). Read it with
+``data.format=jsonl data.path=DIR/manifest.jsonl``. Worker processes draw and encode chunks of
+consecutive samples; the main process writes them in order, with at most two chunks per worker in flight,
+so memory does not grow with the corpus and the files do not depend on the number of workers
+(:mod:`.corpus`). The writer is a small sink (``open`` / ``write(sample)`` / ``close(complete)``,
+:mod:`.sinks`), so other outputs (e.g. WebDataset shards) reuse the same drawing loop.
+``python -m bench.data.fundus_synth benchmark-draw`` prints the throughput per resolution and workers.
+
 Options
 =======
 One frozen dataclass, :class:`~.options.FundusSynthOptions` (a help text per option), checked by
@@ -274,17 +289,21 @@ fovea, quadrants, vessels), ``diseases`` (prevalence, hidden variables, the ``di
 ``lesions`` (look, place and count of each finding), ``raster`` (drawing primitives), ``paint`` (the
 pixels of one image), ``draw`` (one sample, or a run of a seed stream), ``variants`` (the datasets the
 package draws: cameras, prevalences, streams, tasks, sizes), ``options`` (the options dataclass),
-``cache`` (the ``.npz`` cache), ``dataset`` (``build``), ``cli`` (``python -m bench.data.fundus_synth``).
+``cache`` (the ``.npz`` cache), ``dataset`` (``build``), ``corpus`` (the parallel drawing loop to a sink),
+``sinks`` (the sink interface and the image-files + jsonl writer), ``cli`` (``python -m
+bench.data.fundus_synth``).
 """
 
 from __future__ import annotations
 
 from .anatomy import Geometry
 from .cache import GENERATOR_VERSION, default_cache_dir
+from .corpus import CorpusInfo, DrawnSample, iter_corpus, write_corpus
 from .dataset import build, build_with_truth, cache_path
 from .diseases import DEFAULT_PREVALENCE, diagnose
 from .draw import draw_sample, render
 from .options import DIFFICULTY, FundusSynthOptions, check_options, check_prevalence
+from .sinks import FileSink, Sink
 from .text import (
     AMD,
     DISEASE_VOCAB,
@@ -311,9 +330,11 @@ from .variants import DOWNSTREAM, TASK_SPECS_ALL, VARIANTS, Camera, Variant, det
 TASK_SPECS = VARIANTS["pretrain"].task_specs
 
 __all__ = [
-    "AMD", "DEFAULT_PREVALENCE", "DIFFICULTY", "DISEASES", "DISEASE_VOCAB", "DME", "DR_GRADES", "DR_GRADE_DISEASE",
-    "FINDINGS", "FINDING_VOCAB", "GENERATOR_VERSION", "GLAUCOMA", "GLAUCOMA_CLASSES", "HEALTHY", "HYPERTENSIVE",
-    "DOWNSTREAM", "LEVELS", "MULTILABEL_CLASSES", "MYOPIA", "NAME", "NO_FINDINGS", "TASK_SPECS", "TASK_SPECS_ALL", "VARIANTS",
-    "Camera", "FundusSynthOptions", "Geometry", "Variant", "build", "build_with_truth", "cache_path",
-    "check_options", "check_prevalence", "default_cache_dir", "describe", "detectable_auc_difference", "diagnose", "draw_sample", "render",
+    "AMD", "DEFAULT_PREVALENCE", "DIFFICULTY", "DISEASES", "DISEASE_VOCAB", "DME", "DOWNSTREAM", "DR_GRADES",
+    "DR_GRADE_DISEASE", "FINDINGS", "FINDING_VOCAB", "GENERATOR_VERSION", "GLAUCOMA", "GLAUCOMA_CLASSES",
+    "HEALTHY", "HYPERTENSIVE", "LEVELS", "MULTILABEL_CLASSES", "MYOPIA", "NAME", "NO_FINDINGS", "TASK_SPECS",
+    "TASK_SPECS_ALL", "VARIANTS", "Camera", "CorpusInfo", "DrawnSample", "FileSink", "FundusSynthOptions",
+    "Geometry", "Sink", "Variant", "build", "build_with_truth", "cache_path", "check_options", "check_prevalence",
+    "default_cache_dir", "describe", "detectable_auc_difference", "diagnose", "draw_sample", "iter_corpus",
+    "render", "write_corpus",
 ]

@@ -21,6 +21,7 @@ import time
 from typing import Any, Sequence
 
 from ...errors import ConfigError, DataConfigError
+from ...options import as_int
 from . import __doc__ as PACKAGE_DOC
 from .corpus import IMAGE_FORMATS, write_corpus
 from .dataset import draw_options
@@ -103,9 +104,9 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
 
 
 def _draw(args: argparse.Namespace) -> int:
-    if args.workers < 1 or args.chunk < 1 or not 1 <= args.jpeg_quality <= 95:
-        raise DataConfigError(f"--workers={args.workers}, --chunk={args.chunk}, --jpeg-quality={args.jpeg_quality}",
-                              allowed="--workers >= 1, --chunk >= 1, 1 <= --jpeg-quality <= 95")
+    as_int("--workers", args.workers, min=1, error=DataConfigError)
+    as_int("--chunk", args.chunk, min=1, error=DataConfigError)
+    as_int("--jpeg-quality", args.jpeg_quality, min=1, max=95, error=DataConfigError)
     options = {"variant": args.variant, "resolution": args.resolution, "seed": args.seed,
                "supersample": args.supersample, "cache_dir": False, **_parse_set(args.set)}
     for key in ("size", "test_size", "val_fraction"):

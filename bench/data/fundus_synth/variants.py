@@ -105,8 +105,9 @@ class Variant:
 
 
 def _prev(**kw: float) -> dict[str, float]:
-    missing = set(DEFAULT_PREVALENCE) - set(kw)
-    assert not missing, missing
+    """A variant's full prevalence table (every key of the pretraining table)."""
+    if set(kw) != set(DEFAULT_PREVALENCE):
+        raise ValueError(f"a variant's prevalence needs exactly the keys {list(DEFAULT_PREVALENCE)}, got {sorted(kw)}")
     return kw
 
 

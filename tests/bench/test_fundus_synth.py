@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bench.data import fundus_synth as F
+from bench.data.fundus_synth import dataset as fundus_dataset
+from bench.data.fundus_synth.cli import main as fundus_cli
+from bench.data.fundus_synth.text import NORMAL_SENTENCES
 from bench.data.sample import MultiGranularDataset
+from bench.errors import DataConfigError
 
 R = 32  # small images keep the tests fast; the rules do not depend on the resolution
 
@@ -205,7 +210,7 @@ def test_text_formats(drawn):
         d = tx["description"]
         assert d and d[0].isupper() and d.endswith(".")
         if normal:
-            assert any(d.startswith(s) for s in F._NORMAL_SENTENCES)
+            assert any(d.startswith(s) for s in NORMAL_SENTENCES)
     example = [t for t in truths if t["texts"]["disease"].startswith("Abnormal, moderate")]
     assert example and all("non-proliferative diabetic retinopathy" in t["texts"]["disease"] for t in example)
 
@@ -300,7 +305,7 @@ def test_cache_hit_is_identical_and_changed_option_misses(tmp_path, monkeypatch)
     def boom(*a, **k):
         raise AssertionError("cache miss: regenerated")
 
-    monkeypatch.setattr(F, "_generate", boom)
+    monkeypatch.setattr(fundus_dataset, "_generate", boom)
     cached, truth2 = F.build_with_truth(**opts)  # must not regenerate
     _same(fresh, cached)
     assert truth == truth2
@@ -323,7 +328,7 @@ def test_cache_locations(tmp_path, monkeypatch):
     F.build(size=4, test_size=0, resolution=R, cache_dir=False, seed=9)
     assert len(list((tmp_path / "root" / "fundus_synth").iterdir())) == 1
     monkeypatch.delenv("CONTRASTIVE_BENCH_CACHE")
-    assert F.default_cache_dir() == F.Path.home() / ".cache" / "contrastive-bench" / "fundus_synth"
+    assert F.default_cache_dir() == Path.home() / ".cache" / "contrastive-bench" / "fundus_synth"
 
 
 def test_corrupt_cache_is_regenerated(tmp_path):
@@ -339,7 +344,7 @@ def test_corrupt_cache_is_regenerated(tmp_path):
     [
         ({"sizes": 10}, "sizes"),
         ({"resolution": 8}, "resolution"),
-        ({"resolution": 64.0}, "resolution"),
+        ({"resolution": 64.5}, "resolution"),  # 64.0 is a whole number: accepted (bench.options' number rule)
         ({"size": -1}, "size"),
         ({"val_fraction": 1.0}, "val_fraction"),
         ({"test_size": "many"}, "test_size"),
@@ -348,7 +353,7 @@ def test_corrupt_cache_is_regenerated(tmp_path):
         ({"prevalence": {"dme": 0.5}}, "prevalence"),
         ({"prevalence": {"mild_npdr": 0.6, "moderate_npdr": 0.6}}, "prevalence"),
         ({"levels": ["disease", "finding"]}, "levels"),
-        ({"levels": "disease"}, "levels"),
+        ({"levels": ["disease", "disease"]}, "levels"),  # "disease" alone is a one-element list (the list rule)
         ({"noise": -1}, "noise"),
         ({"lesion_size": 0}, "lesion_size"),
         ({"supersample": 5}, "supersample"),
@@ -357,9 +362,11 @@ def test_corrupt_cache_is_regenerated(tmp_path):
     ],
 )
 def test_bad_options_raise_naming_the_option(options, name):
-    with pytest.raises(ValueError) as e:
+    with pytest.raises(DataConfigError) as e:
         F.build(**{"cache_dir": False, **options})
-    assert name in str(e.value) and "allowed" in str(e.value)
+    msg = str(e.value)
+    assert f"data.{name}" in msg and e.value.key.startswith(f"data.{name}")
+    assert "allowed: " in msg or " must be " in msg  # what is allowed: a list, or a bound / type
 
 
 def test_prevalence_option_moves_the_marginals():
@@ -381,7 +388,7 @@ def test_supersample_and_difficulty_options_render():
 
 
 def test_benchmark_cli(capsys):
-    F._main(["--benchmark", "-n", "10", "--resolution", "32"])
+    assert fundus_cli(["--benchmark", "-n", "10", "--resolution", "32"]) == 0
     assert re.search(r"\d+ images/s at 32 px", capsys.readouterr().out)
 
 

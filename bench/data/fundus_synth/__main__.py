@@ -1,0 +1,7 @@
+"""``python -m bench.data.fundus_synth``: see :mod:`.cli`."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

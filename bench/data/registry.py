@@ -57,11 +57,3 @@ def get_format(name: str) -> Format:
         raise DataConfigError(f"data.format={name!r} is unknown{did_you_mean(name, FORMATS)}", key="data.format",
                               value=name, allowed=sorted(FORMATS))
     return FORMATS[name]
-
-
-# fundus_synth registers itself lazily until its package declares its own options (it is being split up)
-@register_format("fundus_synth", own_splits=True)
-def _fundus_synth(**options: Any) -> MultiGranularDataset:
-    from .fundus_synth import build
-
-    return build(**options)

@@ -54,7 +54,7 @@ CASES = [
     (["data.levels=[disease,nope]"], "nope"),
     (["data.missing_rate=2"], "data.missing_rate=2 must be in [0, 1]"),
     (["data.on_bad_sample=ignore"], "data.on_bad_sample='ignore' is not allowed; allowed: error, skip"),
-    (["data.sizee=10"], "sizee"),
+    (["data.sizee=10"], "data.sizee is not an option of data.format=fundus_synth (did you mean data.size"),
     (["data=digits", "tasks=[{name: linear_probe, target: digit, c: 1.0}]", "data.test_fraction=0"],
      "needs the split(s) ['test']"),
     (["objective.name=mglll"], "mglll"),

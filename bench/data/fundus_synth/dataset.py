@@ -15,7 +15,8 @@ import numpy as np
 from ..sample import MultiGranularDataset, Sample
 from . import cache
 from .draw import render
-from .options import DIFFICULTY, check_options
+from ..registry import register_format
+from .options import DIFFICULTY, FundusSynthOptions, check_options
 from .text import NAME, VOCAB
 from .variants import VARIANTS, Variant
 
@@ -133,6 +134,7 @@ def build_with_truth(**options) -> tuple[MultiGranularDataset, list[dict]]:
     return ds, [m["truth"] for m in meta]
 
 
+@register_format("fundus_synth", options=FundusSynthOptions, own_splits=True)
 def build(**options) -> MultiGranularDataset:
     """Build a ``fundus_synth`` dataset (rules: the package docstring; options:
     :class:`.options.FundusSynthOptions`). Unknown options or bad values raise

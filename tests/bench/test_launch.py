@@ -222,13 +222,14 @@ def _one_cell_grid(tmp_path, epochs: int):
     return grid
 
 
+@pytest.mark.slow
 def test_local_timeout_without_requeues_left_is_a_failure(tmp_path, monkeypatch, capsys):
     """LocalExecutor sends USR2 `signal_delay_s` before its time limit; with launcher.max_num_timeout=0 the
     cell checkpoints, submitit refuses to requeue, and the cell is failed with the reason (resumable later)."""
     monkeypatch.setenv("CONTRASTIVE_BENCH_CACHE", str(tmp_path / "cache"))
     grid = _one_cell_grid(tmp_path, epochs=400)
-    code = run_main([f"grid={grid}", f"results_dir={tmp_path / 'r'}", "launcher.name=local", "launcher.timeout_min=0.75",
-                     "launcher.signal_delay_s=25", "launcher.max_num_timeout=0", "launcher.poll_s=0.2"])
+    code = run_main([f"grid={grid}", f"results_dir={tmp_path / 'r'}", "launcher.name=local", "launcher.timeout_min=1.0",
+                     "launcher.signal_delay_s=30", "launcher.max_num_timeout=0", "launcher.poll_s=0.2"])
     assert code == 1
     (cell,) = [p for p in (tmp_path / "r" / "one").iterdir() if (p / "config.yaml").exists()]
     err = json.loads((cell / "error.json").read_text())
@@ -241,8 +242,8 @@ def test_local_timeout_without_requeues_left_is_a_failure(tmp_path, monkeypatch,
 def test_local_timeout_checkpoints_and_restarts(tmp_path, monkeypatch):
     monkeypatch.setenv("CONTRASTIVE_BENCH_CACHE", str(tmp_path / "cache"))
     grid = _one_cell_grid(tmp_path, epochs=60)
-    assert run_main([f"grid={grid}", f"results_dir={tmp_path / 'r'}", "launcher.name=local", "launcher.timeout_min=0.5",
-                     "launcher.signal_delay_s=12", "launcher.max_num_timeout=6", "launcher.poll_s=0.2"]) == 0
+    assert run_main([f"grid={grid}", f"results_dir={tmp_path / 'r'}", "launcher.name=local", "launcher.timeout_min=0.75",
+                     "launcher.signal_delay_s=20", "launcher.max_num_timeout=6", "launcher.poll_s=0.2"]) == 0
     (cell,) = [p for p in (tmp_path / "r" / "one").iterdir() if (p / "config.yaml").exists()]
     log = (cell / "log.txt").read_text()
     assert store.cell_state(cell) == store.DONE

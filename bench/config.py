@@ -27,6 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "results_dir": "results",
     "dry_run": False,
     "rerun_failed": False,
+    "rerun_corrupt": False,  # repair corrupt cells (bench.store.repair) and run them again
     "preflight": True,
     "report": {"rows": "label", "baseline": None},
     "launcher": {"name": "inline"},
@@ -71,6 +72,7 @@ NON_IDENTITY_KEYS = (
     "results_dir",
     "dry_run",
     "rerun_failed",
+    "rerun_corrupt",
     "preflight",
     "launcher",
     "report",

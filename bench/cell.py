@@ -294,6 +294,14 @@ def _run_claimed(cfg: DictConfig, cell_dir: Path, claim: claims.Claim) -> str:
             log.error("cell %s: %s", cell_dir.name, e)
             _record_failure(cell_dir, e, corrupt=[os.path.relpath(e.path, cell_dir)])
             return store.CORRUPT
+        except OSError as e:
+            if e.errno in store.DISK_ERRNOS:  # not the cell's failure: stop the grid, the cell resumes later
+                log.error("cell %s stopped: %s", cell_dir.name, e)
+                raise store.StoreError(f"{e}; free space (or make the folder writable) and run the grid again: "
+                                       f"cell {cell_dir.name} resumes from its last checkpoint") from e
+            log.error("cell %s failed: %s: %s", cell_dir.name, type(e).__name__, e)
+            _record_failure(cell_dir, e)
+            return store.FAILED
         except Exception as e:
             log.error("cell %s failed: %s: %s", cell_dir.name, type(e).__name__, e)
             _record_failure(cell_dir, e)

@@ -33,7 +33,15 @@ when the cluster sets ``preempt_send_user_signal``; ``LocalExecutor`` sends it b
 Failures: an exception in a cell is recorded by ``execute`` (``error.json``) and the job ends normally. A job
 that ends without a verdict (cancelled, killed, out of memory, node failure) is found by the runner while
 it waits, or later by ``python -m bench.status``, which write ``error.json`` for it (type ``Cancelled``,
-``Timeout`` or ``JobFailed``), so such cells read as failed, never as running forever.
+``Timeout`` or ``JobFailed``), so such cells read as failed, never as running forever; a cell claimed by
+another live process (a job that found it taken by an inline run) is left alone.
+
+Claims (``bench.claim``): the runners read each cell's state again just before they start or submit it,
+and ``execute`` claims the cell when the job starts, so a cell taken or finished by another run meanwhile
+is not run twice; a requeued SLURM job takes its own cell's claim back (same job id, higher restart
+count). The local launcher's runner stops its jobs (SIGINT; their cells release their claims and resume
+later from their checkpoints) on Ctrl-C, SIGTERM or SIGHUP, and its jobs stop themselves when the runner is
+gone, even after SIGKILL.
 """
 
 from __future__ import annotations
@@ -342,6 +350,7 @@ class CellJob(_Checkpointable):  # type: ignore[misc,valid-type]
         import torch
 
         _job_logging()
+        _watch_runner()
         started_dist = _init_distributed(cfg)
         _install_preemption_hook()
         try:
@@ -356,6 +365,53 @@ class CellJob(_Checkpointable):  # type: ignore[misc,valid-type]
         resumes from its latest periodic checkpoint."""
         log.warning("cell %s: preempted or timed out; requeueing (resumes from its last checkpoint)", Path(cell_dir).name)
         return _DelayedSubmission(self, cfg, cell_dir)
+
+
+#: ``<pid>:<process start time>`` of a local launcher's runner, in the environment of its jobs
+RUNNER_ENV = "BENCH_LOCAL_RUNNER"
+
+
+@contextlib.contextmanager
+def _runner_in_environment():
+    """While submitting local jobs: name this process in their environment (see :func:`_watch_runner`)."""
+    from .claim import _proc_start
+
+    old = os.environ.get(RUNNER_ENV)
+    os.environ[RUNNER_ENV] = f"{os.getpid()}:{_proc_start(os.getpid())}"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(RUNNER_ENV, None)
+        else:
+            os.environ[RUNNER_ENV] = old
+
+
+def _watch_runner(every_s: float = 1.0) -> None:
+    """In a job of the local launcher: a daemon thread that interrupts the cell (SIGINT: its claim is
+    released, it resumes later from its checkpoint) when the runner that started the job is gone, even
+    killed with SIGKILL. No-op in other jobs."""
+    from .claim import _pid_alive, _proc_start
+
+    value = os.environ.get(RUNNER_ENV, "")
+    if os.environ.get("SUBMITIT_EXECUTOR") != "local" or ":" not in value:
+        return
+    pid_text, start = value.split(":", 1)
+    try:
+        pid = int(pid_text)
+    except ValueError:
+        return
+
+    def gone() -> bool:
+        return not _pid_alive(pid) or (start != "None" and str(_proc_start(pid)) != start)
+
+    def watch() -> None:
+        while not gone():
+            time.sleep(every_s)
+        log.warning("the local runner (pid %d) is gone: stopping this cell (it resumes from its last checkpoint)", pid)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=watch, name="runner-watch", daemon=True).start()
 
 
 def _prepare(cell: Cell, root: Path) -> Path | None:
@@ -525,7 +581,8 @@ def _run_local(cells: list[Cell], root: Path, opts: dict) -> LaunchResult:
                     g = opts["gpus"]
                     params.update(gpus_per_node=g, visible_gpus=tuple(range(slot * g, slot * g + g)))
                 executor.update_parameters(**params)
-                job = executor.submit(CellJob(), to_container(cell.config), str(cell_dir))
+                with _runner_in_environment():
+                    job = executor.submit(CellJob(), to_container(cell.config), str(cell_dir))
                 store.write_job(cell_dir, {"launcher": "local", "job_id": str(job.job_id),
                                            "log_err": str(job.paths.stderr), "log_out": str(job.paths.stdout)})
                 job_ids.append(str(job.job_id))

@@ -56,6 +56,10 @@ class StoreError(ConfigError):
     """The results folder cannot be used: not a folder, not writable, full (exit status 2)."""
 
 
+#: errors of the file system itself (not of a cell): they stop the grid, the cell stays resumable
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
 _umask_lock = threading.Lock()
 
 
@@ -87,11 +91,13 @@ def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> N
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError) and e.errno is not None and e.filename is None:  # name the file (disk full...)
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from e
         raise
 
 

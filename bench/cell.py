@@ -18,8 +18,10 @@ import logging
 import os
 import platform
 import resource
+import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -266,10 +268,53 @@ def execute(cfg: DictConfig | dict, cell_dir: str | Path) -> str:
     if claim is None:
         return verdict
     try:
-        return _run_claimed(cfg, cell_dir, claim)
+        with _noting_interruptions() as note:
+            return _run_claimed(cfg, cell_dir, claim, note)
     finally:
         claim.release()
         sys.stdout.flush()
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, turned into an interruption so that the runner stops its jobs and releases its
+    claims (``signum``: the signal; see ``bench.launch.interrupt_on_terminate``)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _noting_interruptions():
+    """Note the signal whose Python handler raises (Ctrl-C, SIGTERM under ``bench.run``) while a cell runs.
+    Raised inside a callback of C++ code (``torch.save`` writing to a file object), the interruption comes out
+    as a ``RuntimeError``: the cell is then interrupted (resumable), not failed."""
+    note: dict[str, int | None] = {"signum": None}
+    if threading.current_thread() is not threading.main_thread():
+        yield note
+        return
+    old = {}
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        handler = signal.getsignal(sig)
+        if callable(handler):
+            def noting(signum, frame, _handler=handler):
+                try:
+                    _handler(signum, frame)
+                except BaseException:
+                    note["signum"] = signum
+                    raise
+
+            old[sig] = signal.signal(sig, noting)
+    try:
+        yield note
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _interruption(note: dict) -> KeyboardInterrupt:
+    signum = note["signum"]
+    return KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
 
 
 def _record_failure(cell_dir: Path, e: BaseException, corrupt: list[str] | None = None) -> None:
@@ -279,7 +324,7 @@ def _record_failure(cell_dir: Path, e: BaseException, corrupt: list[str] | None 
     store.record(cell_dir / "error.json", info)
 
 
-def _run_claimed(cfg: DictConfig, cell_dir: Path, claim: claims.Claim) -> str:
+def _run_claimed(cfg: DictConfig, cell_dir: Path, claim: claims.Claim, note: dict) -> str:
     stack = contextlib.ExitStack()
     try:
         store.write_yaml(cell_dir / "config.yaml", to_container(cfg))
@@ -290,22 +335,8 @@ def _run_claimed(cfg: DictConfig, cell_dir: Path, claim: claims.Claim) -> str:
         log.info("cell %s (%s) starting", cell_dir.name, cfg.label)
         try:
             metrics = run_cell(cfg, cell_dir)
-        except CheckpointError as e:
-            log.error("cell %s: %s", cell_dir.name, e)
-            _record_failure(cell_dir, e, corrupt=[os.path.relpath(e.path, cell_dir)])
-            return store.CORRUPT
-        except OSError as e:
-            if e.errno in store.DISK_ERRNOS:  # not the cell's failure: stop the grid, the cell resumes later
-                log.error("cell %s stopped: %s", cell_dir.name, e)
-                raise store.StoreError(f"{e}; free space (or make the folder writable) and run the grid again: "
-                                       f"cell {cell_dir.name} resumes from its last checkpoint") from e
-            log.error("cell %s failed: %s: %s", cell_dir.name, type(e).__name__, e)
-            _record_failure(cell_dir, e)
-            return store.FAILED
         except Exception as e:
-            log.error("cell %s failed: %s: %s", cell_dir.name, type(e).__name__, e)
-            _record_failure(cell_dir, e)
-            return store.FAILED
+            return _failed(cell_dir, e, note)
         if not claim.held():
             log.error("cell %s: another process took the cell over while this one ran (its heartbeat had lapsed); "
                       "this run's results are not recorded", cell_dir.name)
@@ -321,6 +352,25 @@ def _run_claimed(cfg: DictConfig, cell_dir: Path, claim: claims.Claim) -> str:
             raise store.StoreError(f"cannot write {cell_dir / 'done'}: {e.strerror or e}") from e
         log.info("cell %s done in %.1fs", cell_dir.name, metrics["wall_time_s"])
         return store.DONE
+
+
+def _failed(cell_dir: Path, e: Exception, note: dict) -> str:
+    """Record why ``run_cell`` raised, and the state it leaves; raise for what is not the cell's failure."""
+    if note["signum"] is not None:  # an interruption that came out of C++ code as another exception
+        log.warning("cell %s interrupted (%s); it resumes from its last checkpoint", cell_dir.name,
+                    signal.Signals(note["signum"]).name)
+        raise _interruption(note) from e
+    if isinstance(e, CheckpointError):
+        log.error("cell %s: %s", cell_dir.name, e)
+        _record_failure(cell_dir, e, corrupt=[os.path.relpath(e.path, cell_dir)])
+        return store.CORRUPT
+    if isinstance(e, OSError) and e.errno in store.DISK_ERRNOS:  # the disk, not the cell: stop the grid
+        log.error("cell %s stopped: %s", cell_dir.name, e)
+        raise store.StoreError(f"{e}; free space (or make the folder writable) and run the grid again: "
+                               f"cell {cell_dir.name} resumes from its last checkpoint") from e
+    log.error("cell %s failed: %s: %s", cell_dir.name, type(e).__name__, e)
+    _record_failure(cell_dir, e)
+    return store.FAILED
 
 
 def _execute_follower(cfg: DictConfig, cell_dir: Path) -> str:

@@ -79,6 +79,7 @@ def _proc_start(pid: int) -> int | None:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (a killed process its parent has not reaped)."""
     if pid <= 0:
         return False
     try:
@@ -86,10 +87,13 @@ def _pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
     except OverflowError:
         return False
-    return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True  # no /proc: the pid exists
 
 
 def my_info() -> dict[str, Any]:

@@ -66,7 +66,7 @@ import yaml
 from omegaconf import DictConfig
 
 from . import store
-from .cell import execute
+from .cell import Terminated, execute
 from .config import ConfigError, to_container
 from .grid import Cell
 
@@ -474,15 +474,6 @@ def _settle_unfinished(cell_dir: Path, type_: str, message: str, log_err: str | 
         log.error("cell %s: %s (and error.json cannot be written: %s)", cell_dir.name, message, e)
         return
     log.error("cell %s: %s", cell_dir.name, message)
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, turned into an interruption so that the runner stops its jobs and releases its
-    claims (``signum``: the signal)."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
 
 
 @contextlib.contextmanager

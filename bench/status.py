@@ -101,7 +101,9 @@ def collect(root: Path, update: bool = True) -> list[dict[str, Any]]:
         if state == store.FAILED:
             error = store.error_line(d)
         elif state == store.CORRUPT:
-            error = "; ".join(info.problems) + f" (repair: python -m bench.run ... {store.REPAIR_OPTION})"
+            error = "; ".join(info.problems)
+            if store.REPAIR_OPTION not in error:
+                error += f" (repair: python -m bench.run ... {store.REPAIR_OPTION})"
         records.append({
             "cell": d.name, "state": state, "label": label, "seed": seed,
             "launcher": jobs[d.name].get("launcher", ""), "job": job_id or jobs[d.name].get("job_id", ""),

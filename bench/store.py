@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -77,17 +78,40 @@ def umask() -> int:
     return old
 
 
+class _Recording:
+    """A file object that remembers the ``OSError`` of a write: writers in C++ (``torch.save``) turn it into
+    a ``RuntimeError`` that no longer says the disk is full."""
+
+    def __init__(self, f: Any):
+        self._f = f
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> Any:
+        try:
+            return self._f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._f, name)
+
+
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> None:
+    """Call ``write(file object)`` on a temporary file next to ``path``, then rename it to ``path``. A failed
+    write leaves the old file and raises an ``OSError`` naming ``path`` (disk full, quota, ...)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    recording = None
     try:
         try:
             os.fchmod(fd, 0o666 & ~umask())  # mkstemp makes 0600, whatever the umask
         except OSError:  # pragma: no cover - file systems without modes
             pass
         with os.fdopen(fd, mode) as f:
-            write(f)
+            recording = _Recording(f)
+            write(recording)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -96,8 +120,12 @@ def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> N
             os.unlink(tmp)
         except FileNotFoundError:
             pass
-        if isinstance(e, OSError) and e.errno is not None and e.filename is None:  # name the file (disk full...)
+        if recording is not None and recording.error is not None and not isinstance(e, OSError):
+            e = recording.error  # the write's own error, not what a C++ writer made of it
+        if isinstance(e, OSError) and e.errno is not None and e.filename is None:  # name the file
             raise OSError(e.errno, e.strerror or str(e), str(path)) from e
+        if e is not sys.exc_info()[1]:
+            raise e
         raise
 
 
@@ -181,8 +209,8 @@ def inspect(cell_dir: Path, claims_too: bool = True) -> CellInfo:
         if error is None:
             problems.append(_file_problem(cell_dir / "error.json", "a JSON object"))
         else:
-            for rel in error.get("corrupt") or []:
-                problems.append(f"{rel}: {error.get('message', 'damaged')}")
+            if error.get("corrupt"):  # the message names the damaged files
+                problems.append(str(error.get("message") or f"damaged: {error['corrupt']}"))
     if problems:
         return CellInfo(CORRUPT, problems, error=error)
     return CellInfo(FAILED, error=error) if error is not None else CellInfo(PENDING)

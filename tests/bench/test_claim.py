@@ -151,3 +151,12 @@ def test_racing_processes_one_winner(tmp_path, stale):
     if stale:
         assert sum("taking over the stale claim" in e for _, e in outs) == 1
     assert not (cell / "running.json").exists() and not (cell / "running.json.reclaim").exists()
+
+
+def test_the_claims_benchmark_runs(tmp_path, capsys):
+    from bench.perf import main as perf_main
+
+    assert perf_main(["claims", "--dir", str(tmp_path), "--steps", "3", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "one heartbeat" in out and "ratio 1.000" in out and "claim, heartbeat 30 s" in out
+    assert list(tmp_path.iterdir()) == []

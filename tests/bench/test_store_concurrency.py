@@ -165,7 +165,7 @@ def test_an_inline_run_beside_a_slurm_array(tmp_path, monkeypatch, capsys):
     assert "already queued or running in SLURM (90_0)" in captured.err
     assert f"RUNNING {running_there}" in captured.out and "held by host node7, pid 4" in captured.out
     assert "1 cell(s) are not run yet" in captured.out
-    states = {c.name: store.cell_state(c) for c in _cells(root)}
+    states = {i: store.cell_state(root / i) for i in ids}
     assert states[queued] == store.PENDING and states[running_there] == store.RUNNING
     assert [states[i] for i in ids[2:]] == [store.DONE, store.DONE]
     assert not (root / queued / "log.txt").exists() and not (root / running_there / "log.txt").exists()

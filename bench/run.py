@@ -13,9 +13,9 @@ failed cells), rerun_corrupt (repair corrupt cells: keep their valid files, set 
 starts from scratch), preflight (default true: build each distinct data/objective/task config once and stop
 with exit status 2 and every problem before running anything), seed, label, data.*, image.*, text.*, model.*, objective.*, train.*, tasks, eval.*,
 launcher.*. An override of an axis key replaces that axis by the single value given. The exit status is 0
-when every cell is done (or, with launcher.wait=false, submitted), 1 when any cell is left not done
-(failed, corrupt, run by another process, not run), 2 for a configuration error or a results folder that
-cannot be written, 128+N when stopped by signal N (Ctrl-C: 130, SIGTERM: 143).
+when every cell is done (or, with launcher.wait=false, submitted or already queued), 1 when any cell is
+left not done (failed, corrupt, run by another process, not run), 2 for a configuration error or a results
+folder that cannot be written, 128+N when stopped by signal N (Ctrl-C: 130, SIGTERM: 143).
 
 Each cell is claimed before it runs (results/README.md "Claims"): two runs on one results folder, or a
 run beside a SLURM array, train each cell once.
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         code = _launch(launcher, launcher_opts, todo, root)
         if code is not None:
             return code
-    return _summarise(cells, root, flags)
+    return _summarise(cells, root, flags, queued, waits=launcher_opts.get("wait", True) is not False)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -161,9 +161,10 @@ def _launch(launcher, launcher_opts: dict, todo: list, root: Path) -> int | None
     return None
 
 
-def _summarise(cells: list, root: Path, flags: dict[str, bool]) -> int:
+def _summarise(cells: list, root: Path, flags: dict[str, bool], queued: dict[str, str], waits: bool = True) -> int:
     """The final states (read again: other runs may have worked beside this one), what to do about the cells
-    not done, the report when every cell is done. Exit status 0 only when every cell is done."""
+    not done, the report when every cell is done. Exit status 0 only when every cell is done, or, for a run
+    that does not wait (launcher.wait=false), when every cell not done is queued or running."""
     final = {c.id: store.inspect(root / c.id) for c in cells}
     print(tabulate([[c.id, c.label, int(c.config.seed), final[c.id].state] for c in cells], headers=["cell", "label", "seed", "state"]))
     by_state: dict[str, list] = {s: [c for c in cells if final[c.id].state == s] for s in store.STATES}
@@ -186,7 +187,8 @@ def _summarise(cells: list, root: Path, flags: dict[str, bool]) -> int:
         print(f"{len(by_state[store.FAILED])} failed cell(s) were not rerun; pass rerun_failed=true to retry them")
     print(f"results: {root}")
     if len(by_state[store.DONE]) < len(cells):
-        return 1
+        under_way = by_state[store.RUNNING] + [c for c in by_state[store.PENDING] if c.id in queued]
+        return 0 if not waits and len(by_state[store.DONE]) + len(under_way) == len(cells) else 1
     from .report import ReportError, write_report
 
     try:

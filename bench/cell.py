@@ -21,7 +21,6 @@ import resource
 import signal
 import subprocess
 import sys
-import threading
 import time
 import traceback
 from pathlib import Path
@@ -35,6 +34,7 @@ from . import claim as claims
 from . import store
 from .config import to_container
 from .data import SPLITS, build_dataset
+from .interrupts import interruption, noting_interruptions
 from .models import build_model
 from .resume import CheckpointError
 from .train import dist_info, pretrain, resolve_device, seed_everything
@@ -268,53 +268,11 @@ def execute(cfg: DictConfig | dict, cell_dir: str | Path) -> str:
     if claim is None:
         return verdict
     try:
-        with _noting_interruptions() as note:
+        with noting_interruptions() as note:
             return _run_claimed(cfg, cell_dir, claim, note)
     finally:
         claim.release()
         sys.stdout.flush()
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, turned into an interruption so that the runner stops its jobs and releases its
-    claims (``signum``: the signal; see ``bench.launch.interrupt_on_terminate``)."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-@contextlib.contextmanager
-def _noting_interruptions():
-    """Note the signal whose Python handler raises (Ctrl-C, SIGTERM under ``bench.run``) while a cell runs.
-    Raised inside a callback of C++ code (``torch.save`` writing to a file object), the interruption comes out
-    as a ``RuntimeError``: the cell is then interrupted (resumable), not failed."""
-    note: dict[str, int | None] = {"signum": None}
-    if threading.current_thread() is not threading.main_thread():
-        yield note
-        return
-    old = {}
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        handler = signal.getsignal(sig)
-        if callable(handler):
-            def noting(signum, frame, _handler=handler):
-                try:
-                    _handler(signum, frame)
-                except BaseException:
-                    note["signum"] = signum
-                    raise
-
-            old[sig] = signal.signal(sig, noting)
-    try:
-        yield note
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-
-
-def _interruption(note: dict) -> KeyboardInterrupt:
-    signum = note["signum"]
-    return KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
 
 
 def _record_failure(cell_dir: Path, e: BaseException, corrupt: list[str] | None = None) -> None:
@@ -359,7 +317,7 @@ def _failed(cell_dir: Path, e: Exception, note: dict) -> str:
     if note["signum"] is not None:  # an interruption that came out of C++ code as another exception
         log.warning("cell %s interrupted (%s); it resumes from its last checkpoint", cell_dir.name,
                     signal.Signals(note["signum"]).name)
-        raise _interruption(note) from e
+        raise interruption(note) from e
     if isinstance(e, CheckpointError):
         log.error("cell %s: %s", cell_dir.name, e)
         _record_failure(cell_dir, e, corrupt=[os.path.relpath(e.path, cell_dir)])

@@ -46,7 +46,6 @@ gone, even after SIGKILL.
 
 from __future__ import annotations
 
-import contextlib
 import getpass
 import logging
 import os
@@ -55,7 +54,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -66,9 +64,10 @@ import yaml
 from omegaconf import DictConfig
 
 from . import store
-from .cell import Terminated, execute
+from .cell import execute
 from .config import ConfigError, to_container
 from .grid import Cell
+from .interrupts import interrupt_on_terminate, runner_in_environment, watch_runner
 
 log = logging.getLogger(__name__)
 
@@ -350,7 +349,7 @@ class CellJob(_Checkpointable):  # type: ignore[misc,valid-type]
         import torch
 
         _job_logging()
-        _watch_runner()
+        watch_runner()
         started_dist = _init_distributed(cfg)
         _install_preemption_hook()
         try:
@@ -365,53 +364,6 @@ class CellJob(_Checkpointable):  # type: ignore[misc,valid-type]
         resumes from its latest periodic checkpoint."""
         log.warning("cell %s: preempted or timed out; requeueing (resumes from its last checkpoint)", Path(cell_dir).name)
         return _DelayedSubmission(self, cfg, cell_dir)
-
-
-#: ``<pid>:<process start time>`` of a local launcher's runner, in the environment of its jobs
-RUNNER_ENV = "BENCH_LOCAL_RUNNER"
-
-
-@contextlib.contextmanager
-def _runner_in_environment():
-    """While submitting local jobs: name this process in their environment (see :func:`_watch_runner`)."""
-    from .claim import _proc_start
-
-    old = os.environ.get(RUNNER_ENV)
-    os.environ[RUNNER_ENV] = f"{os.getpid()}:{_proc_start(os.getpid())}"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(RUNNER_ENV, None)
-        else:
-            os.environ[RUNNER_ENV] = old
-
-
-def _watch_runner(every_s: float = 1.0) -> None:
-    """In a job of the local launcher: a daemon thread that interrupts the cell (SIGINT: its claim is
-    released, it resumes later from its checkpoint) when the runner that started the job is gone, even
-    killed with SIGKILL. No-op in other jobs."""
-    from .claim import _pid_alive, _proc_start
-
-    value = os.environ.get(RUNNER_ENV, "")
-    if os.environ.get("SUBMITIT_EXECUTOR") != "local" or ":" not in value:
-        return
-    pid_text, start = value.split(":", 1)
-    try:
-        pid = int(pid_text)
-    except ValueError:
-        return
-
-    def gone() -> bool:
-        return not _pid_alive(pid) or (start != "None" and str(_proc_start(pid)) != start)
-
-    def watch() -> None:
-        while not gone():
-            time.sleep(every_s)
-        log.warning("the local runner (pid %d) is gone: stopping this cell (it resumes from its last checkpoint)", pid)
-        os.kill(os.getpid(), signal.SIGINT)
-
-    threading.Thread(target=watch, name="runner-watch", daemon=True).start()
 
 
 def _prepare(cell: Cell, root: Path) -> Path | None:
@@ -474,28 +426,6 @@ def _settle_unfinished(cell_dir: Path, type_: str, message: str, log_err: str | 
         log.error("cell %s: %s (and error.json cannot be written: %s)", cell_dir.name, message, e)
         return
     log.error("cell %s: %s", cell_dir.name, message)
-
-
-@contextlib.contextmanager
-def interrupt_on_terminate():
-    """While inside: SIGTERM and SIGHUP (where they have their default action) raise :class:`Terminated` in
-    the main thread, like Ctrl-C raises KeyboardInterrupt. No-op outside the main thread."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise Terminated(signum)
-
-    old = {}
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(sig) == signal.SIG_DFL:
-            old[sig] = signal.signal(sig, handler)
-    try:
-        yield
-    finally:
-        for sig, h in old.items():
-            signal.signal(sig, h)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -572,7 +502,7 @@ def _run_local(cells: list[Cell], root: Path, opts: dict) -> LaunchResult:
                     g = opts["gpus"]
                     params.update(gpus_per_node=g, visible_gpus=tuple(range(slot * g, slot * g + g)))
                 executor.update_parameters(**params)
-                with _runner_in_environment():
+                with runner_in_environment():
                     job = executor.submit(CellJob(), to_container(cell.config), str(cell_dir))
                 store.write_job(cell_dir, {"launcher": "local", "job_id": str(job.job_id),
                                            "log_err": str(job.paths.stderr), "log_out": str(job.paths.stdout)})

@@ -42,7 +42,8 @@ from . import claim as claims
 from . import store
 from .config import ConfigError, parse_overrides
 from .grid import load
-from .launch import LauncherError, interrupt_on_terminate, is_active, resolve, slurm_states
+from .interrupts import interrupt_on_terminate
+from .launch import LauncherError, is_active, resolve, slurm_states
 
 log = logging.getLogger("bench.run")
 

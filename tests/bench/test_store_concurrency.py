@@ -212,3 +212,44 @@ def test_an_interruption_inside_a_checkpoint_write_is_not_a_failure(tmp_path, mo
     (cell,) = _cells(tmp_path / "r" / "one")
     assert store.cell_state(cell) == store.PENDING and not (cell / "error.json").exists()
     assert not (cell / "running.json").exists()
+
+
+DIST = """
+import os, sys, json
+import torch
+from bench.cell import execute
+rank, world, cell, init = int(sys.argv[1]), 2, sys.argv[2], sys.argv[3]
+torch.distributed.init_process_group("gloo", init_method=f"file://{init}", rank=rank, world_size=world)
+state = execute({"label": "x", "seed": 0}, cell)
+torch.distributed.barrier()
+print(json.dumps({"rank": rank, "state": state}))
+torch.distributed.destroy_process_group()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_a_distributed_cell_held_elsewhere_is_left_alone_by_every_rank(tmp_path):
+    """Only rank 0 claims; when the cell is held by another process (or done), every rank returns at once
+    with that state (no rank waits in a collective the others never enter)."""
+    cell = tmp_path / "cell"
+    cell.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        store.write_json(cell / "running.json", {"host": os.uname().nodename, "pid": holder.pid})
+        for expected in (store.RUNNING, store.DONE):
+            if expected == store.DONE:
+                store.write_json(cell / "metrics.json", {"a/auc": 0.5})
+                store.write_text(cell / "done", "x")
+            init = tmp_path / f"init-{expected}"
+            procs = [subprocess.Popen([sys.executable, "-c", DIST, str(r), str(cell), str(init)], cwd=REPO,
+                                      env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                     for r in range(2)]
+            outs = [p.communicate(timeout=120) for p in procs]
+            states = [json.loads(o.strip().splitlines()[-1])["state"] for o, _ in outs]
+            assert states == [expected, expected], outs
+            assert json.loads((cell / "running.json").read_text())["pid"] == holder.pid  # untouched
+            assert not (cell / "log.txt").exists() and not (cell / "config.yaml").exists()
+    finally:
+        holder.kill()
+        holder.wait()

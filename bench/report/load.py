@@ -1,7 +1,7 @@
 """Load every cell of a grid folder (``results/<grid>/<cell id>/``) into one pandas DataFrame.
 
 One row per cell folder that has a ``config.yaml``, whatever its state (``store.cell_state``: done, failed,
-running, pending). Columns:
+corrupt, running, pending; only done cells' metrics are read). Columns:
 
 - ``cell`` (the folder name), ``state``, ``label`` (the config's ``label``, else ``objective.name``),
   ``seed``, ``objective`` (``objective.name``);

@@ -189,8 +189,15 @@ def _file_problem(path: Path, what: str) -> str | None:
 
 def inspect(cell_dir: Path, claims_too: bool = True) -> CellInfo:
     """The state of one cell (see the module docstring). ``claims_too=False`` ignores any claim (the state
-    the holder of the claim sees)."""
-    cell_dir = Path(cell_dir)
+    the holder of the claim sees). A folder that cannot be read at all (no permission) is corrupt, with the
+    reason."""
+    try:
+        return _inspect(Path(cell_dir), claims_too)
+    except OSError as e:
+        return CellInfo(CORRUPT, [f"the cell's files cannot be read: {e}"])
+
+
+def _inspect(cell_dir: Path, claims_too: bool) -> CellInfo:
     problems: list[str] = []
     has_config = (cell_dir / "config.yaml").exists()
     if has_config and read_config(cell_dir) is None:

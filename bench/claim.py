@@ -31,7 +31,9 @@ Whether a claim is live (:func:`judge`):
 - unreadable (damaged or copied half): live for :data:`UNREADABLE_GRACE_S` after its last change, then
   stale.
 
-A stale claim is taken over with a warning naming its owner: under a short-lived reclaim lock
+A process whose claim was taken over while it ran (its heartbeat lapsed: suspended with Ctrl-Z, a frozen
+node coming back) notices it (:meth:`Claim.held`) and does not record its results. A stale claim is taken
+over with a warning naming its owner: under a short-lived reclaim lock
 (``running.json.reclaim``, created the same exclusive way, itself stale after :data:`RECLAIM_LOCK_STALE_S`),
 the claim is read again and removed only if it is still the one judged stale (same token); then the claim is
 taken the normal way, so two processes reclaiming at once still end with one owner.

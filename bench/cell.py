@@ -1,20 +1,24 @@
 """One cell: data -> model -> objective -> pretrain (resumable) -> downstream tasks -> metrics.
 
 ``run_cell(cfg, cell_dir)`` does the work; ``execute(cfg, cell_dir)`` wraps it the way every launcher
-calls it: marks the cell running, writes ``metrics.json`` and then ``done`` on success, or ``error.json``
-(type, message, traceback) on failure, never both.
+calls it: claims the cell (``bench.claim``; a cell done or held elsewhere is not run), writes
+``metrics.json`` and then ``done`` on success, or ``error.json`` (type, message, traceback; ``corrupt``:
+the damaged files, e.g. a refused checkpoint) on failure, never both.
 
 Under ``torch.distributed`` (a cell run by several processes, see ``bench.launch``) every rank builds the
 data and the model and trains its slice of each batch; only rank 0 writes (config, running marker,
-checkpoints, history, metrics, ``done`` / ``error.json``) and runs the downstream tasks.
+checkpoints, history, metrics, ``done`` / ``error.json``) and runs the downstream tasks; rank 0 alone
+claims the cell and tells the other ranks whether it runs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import platform
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -26,10 +30,13 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from . import claim as claims
 from . import store
 from .config import to_container
 from .data import SPLITS, build_dataset
+from .interrupts import interruption, noting_interruptions
 from .models import build_model
+from .resume import CheckpointError
 from .train import dist_info, pretrain, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
@@ -127,9 +134,12 @@ def run_cell(cfg: DictConfig, cell_dir: Path) -> dict[str, Any]:
     rank, world = dist_info()
     metrics: dict[str, Any] = {f"data/{k}": v for k, v in data.stats.items()}
     init_file = cell_dir / "metrics_init.json"
+    saved_init = store.read_dict(init_file) if init_file.exists() else None
+    if init_file.exists() and saved_init is None and rank == 0:
+        log.warning("%s cannot be read; it is recomputed if the cell starts from its beginning", init_file)
     if cfg.eval.at_init and rank == 0:
-        if init_file.exists():
-            metrics.update(store.read_json(init_file))
+        if saved_init is not None:
+            metrics.update(saved_init)
         elif (cell_dir / "checkpoints" / "last.pt").exists():
             log.warning("eval.at_init: the cell resumed from a checkpoint without init metrics; skipping them")
         else:
@@ -139,7 +149,8 @@ def run_cell(cfg: DictConfig, cell_dir: Path) -> dict[str, Any]:
     if world > 1:
         torch.distributed.barrier()  # the other ranks wait for rank 0's evaluation at init
 
-    metrics.update(pretrain(model, objective, splits["train"], cfg.train, cell_dir, seed, device))
+    on_bad = "restart" if cfg.get("rerun_corrupt", False) is True else "fail"
+    metrics.update(pretrain(model, objective, splits["train"], cfg.train, cell_dir, seed, device, on_bad_checkpoint=on_bad))
     model.eval()
     if rank != 0:
         return metrics  # rank 0 saves, evaluates and writes
@@ -179,41 +190,145 @@ def _cell_log(cell_dir: Path):
         handler.close()
 
 
+#: rank 0's word to the other ranks of a distributed cell before it starts: run it, or the state to return
+_RUN = "run"
+_VERDICTS = (_RUN, store.DONE, store.FAILED, store.RUNNING, store.PENDING, store.CORRUPT)
+
+
+def _agree(verdict: str | None) -> str | None:
+    """Rank 0's verdict on every rank: a broadcast under torch.distributed, the identity otherwise."""
+    if dist_info()[1] == 1:
+        return verdict
+    nccl = torch.distributed.get_backend() == "nccl"
+    device = torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
+    t = torch.tensor([_VERDICTS.index(verdict) if verdict is not None else 0], dtype=torch.int64, device=device)
+    torch.distributed.broadcast(t, src=0)
+    return _VERDICTS[int(t.item())]
+
+
+def _flags(cfg: DictConfig) -> dict[str, bool]:
+    return {"rerun_failed": cfg.get("rerun_failed", False) is True, "rerun_corrupt": cfg.get("rerun_corrupt", False) is True}
+
+
+def _claim(cfg: DictConfig, cell_dir: Path) -> tuple[claims.Claim | None, str]:
+    """Claim the cell if it is to run (its state read again now, then once more under the claim); a corrupt
+    cell is repaired under the claim (``rerun_corrupt=true``). Returns (claim, ``_RUN``) or (None, state)."""
+    name = cell_dir.name
+    before = store.inspect(cell_dir)
+    if before.state == store.RUNNING:
+        log.info("cell %s is being run by %s; not run here", name, claims.describe(before.claim))
+        return None, store.RUNNING
+    if not store.runnable(before.state, **_flags(cfg)):
+        log.info("cell %s is %s; not run", name, before.state)
+        return None, before.state
+    try:
+        cell_dir.mkdir(parents=True, exist_ok=True)
+        claim = claims.acquire(cell_dir)
+        if claim is None:
+            log.info("cell %s was claimed by %s; not run here", name, claims.describe(store.read_running(cell_dir)))
+            return None, store.RUNNING
+        now = store.inspect(cell_dir, claims_too=False)  # what the previous holder left
+        if now.state == store.CORRUPT and store.runnable(now.state, **_flags(cfg)):
+            for line in store.repair(cell_dir, to_container(cfg)):
+                log.warning("cell %s: repair: %s", name, line)
+            now = store.inspect(cell_dir, claims_too=False)
+    except OSError as e:
+        raise store.StoreError(f"cannot claim or repair cell {cell_dir}: {e.strerror or e}") from e
+    if not store.runnable(now.state, **_flags(cfg)):
+        log.info("cell %s is %s; not run", name, now.state)
+        claim.release()
+        return None, now.state
+    return claim, _RUN
+
+
 def execute(cfg: DictConfig | dict, cell_dir: str | Path) -> str:
-    """Run one cell and record the outcome; returns ``"done"`` or ``"failed"`` (never raises for a
-    failure inside the cell, so one bad cell does not stop a grid). A ``SystemExit`` (the preemption path:
-    checkpoint saved, job requeued) passes through, leaving the cell pending. Under torch.distributed, ranks
-    other than 0 run the cell but record nothing and return the state they would have recorded."""
+    """Run one cell and record the outcome; returns its state: ``"done"``, ``"failed"``, ``"corrupt"`` (a
+    damaged file, e.g. a checkpoint the safe loader refused), or, for a cell not run here, the state it is in
+    (``"done"`` already, ``"running"`` in another process, ``"failed"``/``"corrupt"`` without
+    ``rerun_failed``/``rerun_corrupt``). Never raises for a failure inside the cell, so one bad cell does not
+    stop a grid; a results folder that cannot be written is a :class:`bench.store.StoreError`. A
+    ``SystemExit`` (the preemption path: checkpoint saved, job requeued) passes through, leaving the cell
+    pending.
+
+    The cell is claimed first (:mod:`bench.claim`): its state is read again, and a cell that another process
+    holds, or finished meanwhile, is not run (each cell is trained once, whatever runs beside this one). Under
+    torch.distributed, rank 0 claims and records; the other ranks run the cell when rank 0 does and return
+    the state they would have recorded."""
     cfg = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
     cell_dir = Path(cell_dir)
     if dist_info()[0] != 0:
-        return _execute_follower(cfg, cell_dir)
-    cell_dir.mkdir(parents=True, exist_ok=True)
-    store.write_yaml(cell_dir / "config.yaml", to_container(cfg))
-    store.mark_running(cell_dir)
+        verdict = _agree(None)
+        return _execute_follower(cfg, cell_dir) if verdict == _RUN else str(verdict)
     try:
-        with _cell_log(cell_dir):
-            log.info("cell %s (%s) starting", cell_dir.name, cfg.label)
-            try:
-                metrics = run_cell(cfg, cell_dir)
-            except Exception as e:
-                log.error("cell %s failed: %s: %s", cell_dir.name, type(e).__name__, e)
-                store.write_json(
-                    cell_dir / "error.json",
-                    {"type": type(e).__name__, "message": str(e), "traceback": traceback.format_exc(), "time": time.time()},
-                )
-                return store.FAILED
-            store.write_json(cell_dir / "metrics.json", metrics)
-            try:
-                (cell_dir / "error.json").unlink()
-            except FileNotFoundError:
-                pass
-            store.write_text(cell_dir / "done", time.strftime("%Y-%m-%dT%H:%M:%S\n"))
-            log.info("cell %s done in %.1fs", cell_dir.name, metrics["wall_time_s"])
-            return store.DONE
+        claim, verdict = _claim(cfg, cell_dir)
+    except BaseException:
+        _agree(store.FAILED)
+        raise
+    _agree(verdict)
+    if claim is None:
+        return verdict
+    try:
+        with noting_interruptions() as note:
+            return _run_claimed(cfg, cell_dir, claim, note)
     finally:
-        store.clear_running(cell_dir)
+        claim.release()
         sys.stdout.flush()
+
+
+def _record_failure(cell_dir: Path, e: BaseException, corrupt: list[str] | None = None) -> None:
+    info = {"type": type(e).__name__, "message": str(e), "traceback": traceback.format_exc(), "time": time.time()}
+    if corrupt:
+        info["corrupt"] = corrupt
+    store.record(cell_dir / "error.json", info)
+
+
+def _run_claimed(cfg: DictConfig, cell_dir: Path, claim: claims.Claim, note: dict) -> str:
+    stack = contextlib.ExitStack()
+    try:
+        store.write_yaml(cell_dir / "config.yaml", to_container(cfg))
+        stack.enter_context(_cell_log(cell_dir))
+    except OSError as e:
+        raise store.StoreError(f"cannot write to cell {cell_dir}: {e.strerror or e}") from e
+    with stack:
+        log.info("cell %s (%s) starting", cell_dir.name, cfg.label)
+        try:
+            metrics = run_cell(cfg, cell_dir)
+        except Exception as e:
+            return _failed(cell_dir, e, note)
+        if not claim.held():
+            log.error("cell %s: another process took the cell over while this one ran (its heartbeat had lapsed); "
+                      "this run's results are not recorded", cell_dir.name)
+            return store.RUNNING
+        store.record(cell_dir / "metrics.json", metrics)
+        try:
+            (cell_dir / "error.json").unlink()
+        except FileNotFoundError:
+            pass
+        try:
+            store.write_text(cell_dir / "done", time.strftime("%Y-%m-%dT%H:%M:%S\n"))
+        except OSError as e:
+            raise store.StoreError(f"cannot write {cell_dir / 'done'}: {e.strerror or e}") from e
+        log.info("cell %s done in %.1fs", cell_dir.name, metrics["wall_time_s"])
+        return store.DONE
+
+
+def _failed(cell_dir: Path, e: Exception, note: dict) -> str:
+    """Record why ``run_cell`` raised, and the state it leaves; raise for what is not the cell's failure."""
+    if note["signum"] is not None:  # an interruption that came out of C++ code as another exception
+        log.warning("cell %s interrupted (%s); it resumes from its last checkpoint", cell_dir.name,
+                    signal.Signals(note["signum"]).name)
+        raise interruption(note) from e
+    if isinstance(e, CheckpointError):
+        log.error("cell %s: %s", cell_dir.name, e)
+        _record_failure(cell_dir, e, corrupt=[os.path.relpath(e.path, cell_dir)])
+        return store.CORRUPT
+    if isinstance(e, OSError) and e.errno in store.DISK_ERRNOS:  # the disk, not the cell: stop the grid
+        log.error("cell %s stopped: %s", cell_dir.name, e)
+        raise store.StoreError(f"{e}; free space (or make the folder writable) and run the grid again: "
+                               f"cell {cell_dir.name} resumes from its last checkpoint") from e
+    log.error("cell %s failed: %s: %s", cell_dir.name, type(e).__name__, e)
+    _record_failure(cell_dir, e)
+    return store.FAILED
 
 
 def _execute_follower(cfg: DictConfig, cell_dir: Path) -> str:
@@ -221,6 +336,9 @@ def _execute_follower(cfg: DictConfig, cell_dir: Path) -> str:
     rank = dist_info()[0]
     try:
         run_cell(cfg, cell_dir)
+    except CheckpointError as e:
+        log.error("cell %s, rank %d: %s", cell_dir.name, rank, e)
+        return store.CORRUPT
     except Exception as e:
         log.error("cell %s, rank %d failed: %s: %s", cell_dir.name, rank, type(e).__name__, e)
         return store.FAILED

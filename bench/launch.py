@@ -33,7 +33,15 @@ when the cluster sets ``preempt_send_user_signal``; ``LocalExecutor`` sends it b
 Failures: an exception in a cell is recorded by ``execute`` (``error.json``) and the job ends normally. A job
 that ends without a verdict (cancelled, killed, out of memory, node failure) is found by the runner while
 it waits, or later by ``python -m bench.status``, which write ``error.json`` for it (type ``Cancelled``,
-``Timeout`` or ``JobFailed``), so such cells read as failed, never as running forever.
+``Timeout`` or ``JobFailed``), so such cells read as failed, never as running forever; a cell claimed by
+another live process (a job that found it taken by an inline run) is left alone.
+
+Claims (``bench.claim``): the runners read each cell's state again just before they start or submit it,
+and ``execute`` claims the cell when the job starts, so a cell taken or finished by another run meanwhile
+is not run twice; a requeued SLURM job takes its own cell's claim back (same job id, higher restart
+count). The local launcher's runner stops its jobs (SIGINT; their cells release their claims and resume
+later from their checkpoints) on Ctrl-C, SIGTERM or SIGHUP, and its jobs stop themselves when the runner is
+gone, even after SIGKILL.
 """
 
 from __future__ import annotations
@@ -62,6 +70,7 @@ from .config import ConfigError, to_container
 from .errors import did_you_mean
 from .yamlio import load as load_yaml
 from .grid import Cell
+from .interrupts import interrupt_on_terminate, runner_in_environment, watch_runner
 
 log = logging.getLogger(__name__)
 
@@ -317,6 +326,7 @@ class CellJob(_Checkpointable):  # type: ignore[misc,valid-type]
         import torch
 
         _job_logging()
+        watch_runner()
         started_dist = _init_distributed(cfg)
         _install_preemption_hook()
         try:
@@ -333,16 +343,24 @@ class CellJob(_Checkpointable):  # type: ignore[misc,valid-type]
         return _DelayedSubmission(self, cfg, cell_dir)
 
 
-def _prepare(cell: Cell, root: Path) -> Path:
-    """Before handing a cell to a scheduler: its folder and config (so ``bench.status`` knows it while it
-    is queued), a previous failure set aside, a stale running marker removed."""
+def _prepare(cell: Cell, root: Path) -> Path | None:
+    """Before handing a cell to a scheduler: its state read again (None when it is no longer to run: done,
+    or held by another process, meanwhile), a corrupt cell repaired (``rerun_corrupt=true``), its folder and
+    config written (so ``bench.status`` knows it while it is queued), a previous failure set aside. The job
+    claims the cell when it starts (``bench.cell.execute``), so a cell taken meanwhile is not run twice."""
     cell_dir = root / cell.id
+    cfg = cell.config
+    flags = {"rerun_failed": cfg.get("rerun_failed", False) is True, "rerun_corrupt": cfg.get("rerun_corrupt", False) is True}
+    info = store.inspect(cell_dir)
+    if not store.runnable(info.state, **flags):
+        log.info("cell %s (%s) is %s now; not submitted", cell.id, cell.label, info.state)
+        return None
     cell_dir.mkdir(parents=True, exist_ok=True)
-    store.write_yaml(cell_dir / "config.yaml", to_container(cell.config))
+    if info.state == store.CORRUPT:
+        for line in store.repair(cell_dir, to_container(cfg)):
+            log.warning("cell %s: repair: %s", cell.id, line)
+    store.write_yaml(cell_dir / "config.yaml", to_container(cfg))
     store.set_aside_error(cell_dir)
-    info = store.read_running(cell_dir)
-    if info is not None and not store.running_is_live(info):
-        store.clear_running(cell_dir)
     return cell_dir
 
 
@@ -361,12 +379,29 @@ def _log_tail(path: Path | str | None, n: int = 40) -> str:
     return "\n".join(lines[-n:])
 
 
-def _settle_unfinished(cell_dir: Path, type_: str, message: str, log_err: str | None = None) -> None:
-    """A job ended without the cell recording a verdict: write ``error.json`` (unless done or failed)."""
-    if (cell_dir / "done").exists() or (cell_dir / "error.json").exists():
+def _claim_of_job(claim: dict | None, job_id: str | None) -> bool:
+    """Whether a claim was taken by the SLURM job ``job_id`` (an array element ``12_3`` or a job ``15``)."""
+    if not claim or not job_id:
+        return False
+    return str(job_id) in (str(claim.get("slurm_array")), str(claim.get("slurm_job_id")))
+
+
+def _settle_unfinished(cell_dir: Path, type_: str, message: str, log_err: str | None = None,
+                       job_id: str | None = None) -> None:
+    """A job ended without the cell recording a verdict: write ``error.json``, unless the cell has a verdict
+    (done, failed, corrupt) or another process holds it (e.g. a job that found the cell claimed by an inline
+    run and left it alone). A claim left by the ended job ``job_id`` itself is removed."""
+    info = store.inspect(cell_dir)
+    if info.state in (store.DONE, store.FAILED, store.CORRUPT):
+        return
+    if info.state == store.RUNNING and not _claim_of_job(info.claim, job_id):
         return
     tail = _log_tail(log_err)
-    store.mark_failed(cell_dir, type_, message, traceback=(f"last lines of {log_err}:\n{tail}" if tail else ""))
+    try:
+        store.mark_failed(cell_dir, type_, message, traceback=(f"last lines of {log_err}:\n{tail}" if tail else ""))
+    except OSError as e:
+        log.error("cell %s: %s (and error.json cannot be written: %s)", cell_dir.name, message, e)
+        return
     log.error("cell %s: %s", cell_dir.name, message)
 
 
@@ -379,7 +414,7 @@ def run_inline(cells: list[Cell], root: Path, opts: dict) -> LaunchResult:
     states = {}
     for i, cell in enumerate(cells, 1):
         log.info("[%d/%d] cell %s: %s", i, len(cells), cell.id, cell.label)
-        states[cell.id] = execute(cell.config, root / cell.id)
+        states[cell.id] = execute(cell.config, root / cell.id)  # claims the cell: state read again, run once
         log.info("[%d/%d] cell %s: %s", i, len(cells), cell.id, states[cell.id])
     return LaunchResult(states)
 
@@ -409,6 +444,12 @@ def _job_result(job) -> tuple[str | None, BaseException | None]:
 @register_launcher("local", LOCAL_OPTIONS, "each cell in a subprocess (submitit LocalExecutor), launcher.parallel at once",
                    _resolve_local)
 def run_local(cells: list[Cell], root: Path, opts: dict) -> LaunchResult:
+    """Run the cells as local jobs; SIGTERM/SIGHUP/Ctrl-C stop the jobs (they resume from their checkpoints)."""
+    with interrupt_on_terminate():
+        return _run_local(cells, root, opts)
+
+
+def _run_local(cells: list[Cell], root: Path, opts: dict) -> LaunchResult:
     import submitit
 
     folder = root / ".submitit"  # (a %j in the path would make submitit's local controller create a literal %j folder)
@@ -422,8 +463,12 @@ def run_local(cells: list[Cell], root: Path, opts: dict) -> LaunchResult:
     try:
         while queue or running:
             while queue and free:
-                cell, slot = queue.pop(0), free.pop(0)
+                cell = queue.pop(0)
                 cell_dir = _prepare(cell, root)
+                if cell_dir is None:  # done or taken by another process meanwhile
+                    states[cell.id] = store.cell_state(root / cell.id)
+                    continue
+                slot = free.pop(0)
                 params: dict[str, Any] = {
                     "timeout_min": opts["timeout_min"],
                     "tasks_per_node": opts["tasks_per_node"],
@@ -434,7 +479,8 @@ def run_local(cells: list[Cell], root: Path, opts: dict) -> LaunchResult:
                     g = opts["gpus"]
                     params.update(gpus_per_node=g, visible_gpus=tuple(range(slot * g, slot * g + g)))
                 executor.update_parameters(**params)
-                job = executor.submit(CellJob(), to_container(cell.config), str(cell_dir))
+                with runner_in_environment():
+                    job = executor.submit(CellJob(), to_container(cell.config), str(cell_dir))
                 store.write_job(cell_dir, {"launcher": "local", "job_id": str(job.job_id),
                                            "log_err": str(job.paths.stderr), "log_out": str(job.paths.stdout)})
                 job_ids.append(str(job.job_id))
@@ -457,10 +503,13 @@ def run_local(cells: list[Cell], root: Path, opts: dict) -> LaunchResult:
                 log.info("%d cell(s) running, %d queued, %d finished", len(running), len(queue), len(states))
             if running:
                 time.sleep(opts["poll_s"])
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM / SIGHUP (interrupt_on_terminate)
         log.warning("interrupted: stopping %d local job(s) (their cells resume from their checkpoints)", len(running))
         for job in running:
-            job.cancel(check=False)
+            job.cancel(check=False)  # SIGINT to the job: its cell releases its claim; SIGKILL 1 s later
+        deadline = time.monotonic() + 15
+        while any(not j.done() for j in running) and time.monotonic() < deadline:
+            time.sleep(0.1)
         raise
     return LaunchResult(states, job_ids=job_ids)
 
@@ -525,7 +574,12 @@ def run_slurm(cells: list[Cell], root: Path, opts: dict) -> LaunchResult:
         executor.update_parameters(**_executor_parameters(opts, grid))
     except ValueError as e:
         raise LauncherError(f"launcher.name=slurm: {e}") from e
-    dirs = [_prepare(c, root) for c in cells]
+    prepared = [(c, _prepare(c, root)) for c in cells]
+    skipped = {c.id: store.cell_state(root / c.id) for c, d in prepared if d is None}
+    cells = [c for c, d in prepared if d is not None]
+    dirs = [d for _, d in prepared if d is not None]
+    if not cells:
+        return LaunchResult(skipped, message="nothing to submit: every cell is done or held by another process")
     try:
         jobs = executor.map_array(CellJob(), [to_container(c.config) for c in cells], [str(d) for d in dirs])
     except FailedJobError as e:  # sbatch refused (bad partition, GRES, size...)
@@ -545,7 +599,7 @@ def run_slurm(cells: list[Cell], root: Path, opts: dict) -> LaunchResult:
                f"  cancel:   scancel {array}\n"
                f"  results:  python -m bench.report {root}   (when every cell is done)")
         return LaunchResult({}, waited=False, job_ids=ids, message=msg)
-    return LaunchResult(wait_slurm(dict(zip(ids, dirs)), poll_s=float(opts["poll_s"])), job_ids=ids)
+    return LaunchResult({**skipped, **wait_slurm(dict(zip(ids, dirs)), poll_s=float(opts["poll_s"]))}, job_ids=ids)
 
 
 def wait_slurm(jobs: dict[str, Path], poll_s: float = 10.0) -> dict[str, str]:
@@ -601,20 +655,20 @@ def settle_slurm_job(cell_dir: Path, job_id: str, state: str | None) -> None:
     """The SLURM job of a cell has left the queue with ``state`` (sacct; None when unknown): if the cell
     recorded no verdict, write ``error.json`` saying how the job ended."""
     cell_dir = Path(cell_dir)
-    if (cell_dir / "done").exists() or (cell_dir / "error.json").exists():
+    if store.cell_state(cell_dir) in (store.DONE, store.FAILED, store.CORRUPT):
         return
     state = state or "UNKNOWN (not in squeue, not in sacct)"
     job = store.read_job(cell_dir) or {}
     hint = "; rerun the grid with rerun_failed=true to resume it from its last checkpoint"
     if state.startswith("CANCELLED"):
         _settle_unfinished(cell_dir, "Cancelled", f"SLURM job {job_id} was cancelled ({state}) before the cell "
-                           f"finished{hint}", job.get("log_err"))
+                           f"finished{hint}", job.get("log_err"), job_id=job_id)
     elif state.startswith("TIMEOUT"):
         _settle_unfinished(cell_dir, "Timeout", f"SLURM job {job_id} hit its time limit and was not requeued "
-                           f"(launcher.time, launcher.max_num_timeout){hint}", job.get("log_err"))
+                           f"(launcher.time, launcher.max_num_timeout){hint}", job.get("log_err"), job_id=job_id)
     else:
         _settle_unfinished(cell_dir, "JobFailed", f"SLURM job {job_id} ended {state} without finishing the cell{hint}",
-                           job.get("log_err"))
+                           job.get("log_err"), job_id=job_id)
 
 
 def _run(cmd: list[str]) -> str | None:

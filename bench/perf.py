@@ -3,6 +3,7 @@
     python -m bench.perf objectives [--batch-sizes 256 1024 4096] [--dim 512] [--threads 2] [--repeats 5]
     python -m bench.perf objectives --big [--chunk-size 1024] [--big-batch 16384]
     python -m bench.perf train [--models ...] [--steps N]   (the training-step benchmark, bench/perf_train.py)
+    python -m bench.perf claims [--dir results/]   (what holding a cell's claim costs, bench/perf_claims.py)
 
 ``objectives`` prints, for each batch size B, the forward+backward time of every objective next to
 open_clip's ``ClipLoss`` measured in the same run (interleaved repeats, median), their ratio, and the
@@ -394,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{objectives,train}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{objectives,train,claims}")
     p = sub.add_parser("objectives", help="time and memory of every objective next to open_clip's ClipLoss")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[256, 1024, 4096])
     p.add_argument("--dim", type=int, default=512)
@@ -421,11 +422,18 @@ def main(argv: list[str] | None = None) -> int:
         add_help=False,
     )
     t.set_defaults(func=None)
+    c = sub.add_parser("claims", help="what holding a cell's claim costs a training loop (see bench/perf_claims.py)",
+                       add_help=False)
+    c.set_defaults(func=None)
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "train":
         from .perf_train import main as train_main
 
         return train_main(argv[1:])
+    if argv and argv[0] == "claims":
+        from .perf_claims import main as claims_main
+
+        return claims_main(argv[1:])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     return args.func(args)

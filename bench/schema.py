@@ -176,6 +176,9 @@ class RunConfig:
     print_config: bool = field(default=False, metadata=_help(
         "print each cell's resolved config (YAML) and exit; run nothing", identity=False))
     rerun_failed: bool = field(default=False, metadata=_help("also rerun failed cells", identity=False))
+    rerun_corrupt: bool = field(default=False, metadata=_help(
+        "repair corrupt cells: keep valid files, set damaged ones aside as <file>.corrupt and recompute them; a "
+        "checkpoint that cannot be loaded safely restarts the cell from scratch", identity=False))
     preflight: bool = field(default=True, metadata=_help(
         "build every distinct data / model / objective / task config once before running; stop with exit "
         "status 2 and every problem", identity=False))

@@ -1,8 +1,10 @@
 """``python -m bench.status results/<grid>``: progress of a grid's cells, wherever they run.
 
-One line per cell: its state (done / failed / running / pending), label, seed, the scheduler job that runs
-it (from ``job.json`` / ``running.json``) and that job's SLURM state (``squeue``, else ``sacct``), the last
-logged step, epoch and loss (from ``history.csv``), and for failed cells the error; then the counts.
+One line per cell: its state (done / failed / corrupt / running / pending, see ``bench.store``), label,
+seed, the scheduler job that runs it (from ``job.json`` / ``running.json``) and that job's SLURM state
+(``squeue``, else ``sacct``), the last logged step, epoch and loss (from ``history.csv``), for failed cells
+the error, for corrupt cells the damaged files (repair: ``python -m bench.run ... rerun_corrupt=true``);
+then the counts. A damaged file never stops the command.
 
 A cell whose SLURM job has left the queue without the cell recording a verdict (cancelled with
 ``scancel``, killed, out of memory, node failure, time limit without requeue) is marked failed here:
@@ -23,6 +25,7 @@ import argparse
 import csv
 import json
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -30,6 +33,7 @@ from typing import Any
 
 from tabulate import tabulate
 
+from . import claim as claims
 from . import store
 from .launch import is_active, settle_slurm_job, slurm_states
 
@@ -61,11 +65,8 @@ def last_progress(cell_dir: Path) -> dict[str, Any]:
 
 
 def _label(cell_dir: Path) -> tuple[str, Any]:
-    import yaml
-
-    try:
-        cfg = yaml.safe_load((cell_dir / "config.yaml").read_text()) or {}
-    except (OSError, ValueError):
+    cfg = store.read_config(cell_dir)
+    if cfg is None:
         return "?", "?"
     return str(cfg.get("label", "?")), cfg.get("seed", "?")
 
@@ -90,29 +91,31 @@ def collect(root: Path, update: bool = True) -> list[dict[str, Any]]:
         slurm = states.get(job_id, "") if job_id else ""
         if update and job_id and slurm and not is_active(slurm) and slurm != "UNKNOWN":
             settle_slurm_job(d, job_id, None if slurm == "GONE" else slurm)
-        state = store.cell_state(d)
+        info = store.inspect(d)
+        state = info.state
         if state == store.RUNNING and job_id and slurm and slurm != "UNKNOWN" and not is_active(slurm):
             state = store.PENDING  # a marker left by a job that is gone (reported, not settled: --no-update)
         label, seed = _label(d)
         prog = last_progress(d)
         error = None
         if state == store.FAILED:
-            try:
-                err = store.read_json(d / "error.json")
-                error = f"{err.get('type')}: {err.get('message')}"
-            except (OSError, ValueError):
-                error = "error.json unreadable"
+            error = store.error_line(d)
+        elif state == store.CORRUPT:
+            error = "; ".join(info.problems)
+            if store.REPAIR_OPTION not in error:
+                error += f" (repair: python -m bench.run ... {store.REPAIR_OPTION})"
         records.append({
             "cell": d.name, "state": state, "label": label, "seed": seed,
             "launcher": jobs[d.name].get("launcher", ""), "job": job_id or jobs[d.name].get("job_id", ""),
             "slurm": slurm, "step": prog.get("step"), "epoch": prog.get("epoch"), "loss": prog.get("loss"),
             "updated": prog.get("updated"), "restarts": running[d.name].get("slurm_restart_count"), "error": error,
+            "held_by": claims.describe(info.claim) if state == store.RUNNING else None,
         })
     return records
 
 
 def counts(records: list[dict[str, Any]]) -> dict[str, int]:
-    out = {s: 0 for s in (store.DONE, store.FAILED, store.RUNNING, store.PENDING)}
+    out = {s: 0 for s in (store.DONE, store.FAILED, store.CORRUPT, store.RUNNING, store.PENDING)}
     for r in records:
         out[r["state"]] += 1
     out["queued"] = sum(1 for r in records if r["state"] == store.PENDING and r["slurm"] and is_active(r["slurm"]))
@@ -120,8 +123,8 @@ def counts(records: list[dict[str, Any]]) -> dict[str, int]:
 
 
 def _fmt(r: dict[str, Any]) -> list[Any]:
-    step = "" if r["step"] is None else f"{int(r['step'])}"
-    if r["epoch"] is not None and step:
+    step = f"{int(r['step'])}" if isinstance(r["step"], float) and math.isfinite(r["step"]) else ""
+    if isinstance(r["epoch"], float) and step:
         step += f" (ep {r['epoch']:.2f})"
     loss = "" if not isinstance(r["loss"], float) else f"{r['loss']:.4f}"
     age = "" if r["updated"] is None else f"{int(time.time() - r['updated'])}s ago"
@@ -134,9 +137,10 @@ def render(root: Path, records: list[dict[str, Any]]) -> str:
                                                            "loss", "logged"], disable_numparse=True)]
     for r in records:
         if r["error"]:
-            lines.append(f"FAILED {r['cell']} ({r['label']}): {r['error']}")
+            lines.append(f"{r['state'].upper()} {r['cell']} ({r['label']}): {r['error']}")
     c = counts(records)
-    lines.append(f"{len(records)} cells in {root}: {c['done']} done, {c['failed']} failed, {c['running']} running, "
+    lines.append(f"{len(records)} cells in {root}: {c['done']} done, {c['failed']} failed, "
+                 + (f"{c['corrupt']} corrupt, " if c["corrupt"] else "") + f"{c['running']} running, "
                  f"{c['pending']} pending" + (f" ({c['queued']} queued in SLURM)" if c["queued"] else ""))
     return "\n".join(lines)
 
@@ -157,7 +161,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {root} is not a folder (give a grid's results folder, e.g. results/smoke)", file=sys.stderr)
         return 2
     while True:
-        records = collect(root, update=not args.no_update)
+        try:
+            records = collect(root, update=not args.no_update)
+        except OSError as e:
+            print(f"error: cannot read {root}: {e}", file=sys.stderr)
+            return 2
         c = counts(records)
         busy = c["running"] + sum(1 for r in records if r["slurm"] and is_active(r["slurm"]))
         if not args.wait or busy == 0:

@@ -9,7 +9,8 @@ off), and when a preemption/timeout signal was deferred to the loop (see :data:`
 are those at the step the checkpoint is taken, so the random flips of ``train.augment`` (drawn from torch's
 global RNG) continue exactly; resuming mid-epoch rebuilds the epoch's order and skips the batches already
 done. An interrupted then resumed run therefore ends with the same parameters and metrics as an
-uninterrupted one (checked bit for bit on CPU by ``tests/bench/test_resume.py``).
+uninterrupted one (checked bit for bit on CPU by ``tests/bench/test_resume.py``). They are read back
+safely (``weights_only=True``) by :mod:`bench.resume`.
 
 Under an initialised ``torch.distributed`` group of W processes, every rank draws the same global order and
 the same flips, takes rows ``r * B/W .. (r+1) * B/W - 1`` of each global batch of B = ``train.batch_size``,
@@ -35,6 +36,7 @@ from tqdm.auto import tqdm
 
 from .data.sample import MultiGranularDataset
 from .models import TwoTower
+from .resume import resume
 from .store import atomic_write, write_text
 
 log = logging.getLogger(__name__)
@@ -127,12 +129,6 @@ def _rng_state() -> dict:
     return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
 
 
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-
-
 def save_checkpoint(path: Path, **state: Any) -> None:
     atomic_write(path, lambda f: torch.save(state, f), mode="wb")
 
@@ -202,8 +198,10 @@ def pretrain(
     cell_dir: Path,
     seed: int,
     device: torch.device,
+    on_bad_checkpoint: str = "fail",
 ) -> dict[str, float]:
-    """Train ``model`` with ``objective`` on ``data``; returns summary metrics (prefixed ``train/``)."""
+    """Train ``model`` with ``objective`` on ``data``; returns summary metrics (prefixed ``train/``).
+    ``on_bad_checkpoint``: what to do with a ``last.pt`` that cannot be loaded safely (see :func:`resume`)."""
     cell_dir = Path(cell_dir)
     ckpt_path = cell_dir / "checkpoints" / "last.pt"
     rank, world = dist_info()
@@ -229,15 +227,15 @@ def pretrain(
     model.to(device)
     optimizer = make_optimizer(model, cfg)
     scheduler = make_schedule(optimizer, warmup, total)
+    if total < 0:
+        raise ValueError(f"train.epochs={cfg.epochs} plans {total} optimiser steps; a cell is done only when it ran "
+                         f"the steps it planned (train.epochs >= 1)")
     step, history, elapsed = 0, [], 0.0
     if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step, history, elapsed = int(state["step"]), list(state["history"]), float(state.get("elapsed", 0.0))
-        _set_rng_state(state["rng"])
-        log.info("resumed from %s at step %d/%d", ckpt_path, step, total)
+        resumed = resume(ckpt_path, device, total, model, optimizer, scheduler, on_bad_checkpoint)
+        if resumed is not None:
+            step, history, elapsed = resumed
+            log.info("resumed from %s at step %d/%d", ckpt_path, step, total)
 
     net: torch.nn.Module = model
     if world > 1:
@@ -336,10 +334,12 @@ def pretrain(
         bar.close()
     if _any_rank(PREEMPTION.requested, device, world):  # a signal that came after the last step's check
         PREEMPTION.fire()
+    if step != total:  # a cell is done only when it ran the steps it planned
+        raise RuntimeError(f"training stopped at step {step} of the {total} planned; the cell is not done")
     wall = elapsed + time.perf_counter() - t0
     seen = total * bs
     summary = {
-        "train/steps": total,
+        "train/steps": step,
         "train/epochs": int(cfg.epochs),
         "train/wall_time_s": wall,
         "train/images_per_s": seen / wall if wall > 0 else float("nan"),

@@ -2,8 +2,9 @@
 
 ``FeatureCache(root)`` stores one ``.npy`` per (model weights, model config, preprocessing, dataset
 content, split) key -- see :func:`tasks.fingerprint.feature_key_parts` -- plus a ``.json`` with the key's
-components. Writes are atomic (temporary file in the same folder, then ``os.replace``), so concurrent
-evaluations of the same cell never read a half-written file. ``hits`` / ``misses`` / ``writes`` count what
+components. Writes are atomic (``bench.store.atomic_write``: temporary file in the same folder, then
+``os.replace``; mode 0666 less the umask), so concurrent evaluations of the same cell never read a
+half-written file. Arrays are read with ``allow_pickle=False``. ``hits`` / ``misses`` / ``writes`` count what
 happened.
 """
 
@@ -13,12 +14,13 @@ import json
 import logging
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from bench.store import atomic_write
 
 from .encode import encode_images
 from .fingerprint import digest, feature_key_parts, model_fingerprint
@@ -76,30 +78,11 @@ class FeatureCache:
         """Store ``array`` atomically (and ``meta`` as JSON next to it); returns the ``.npy`` path."""
         path = self.path(key, split)
         if meta is not None:
-            _atomic_write(path.with_suffix(".json"), json.dumps(meta, indent=1, sort_keys=True, default=str).encode())
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=path.name + ".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, np.ascontiguousarray(array), allow_pickle=False)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            text = json.dumps(meta, indent=1, sort_keys=True, default=str)
+            atomic_write(path.with_suffix(".json"), lambda f: f.write(text))
+        atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(array), allow_pickle=False), mode="wb")
         self.writes += 1
         return path
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass

@@ -28,6 +28,7 @@ filled with them (an all-zero multi-label row has no text), e.g. for zero-shot e
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -38,7 +39,7 @@ from .problems import Problem, ProblemLog
 from .registry import DataConfigError, register_format
 from .sample import MultiGranularDataset, Sample, TaskSpec
 from .splits import normalize_split
-from .tables import read_csv, require_columns, row_origin
+from .tables import number_hint, read_csv, require_columns, row_origin
 from .templates import check_template, render
 
 log = logging.getLogger(__name__)
@@ -96,9 +97,12 @@ def _tables(opt: dict, path: Path) -> tuple[list[tuple[Path, Any, str | None]], 
 
 
 def _int_like(v: str) -> int | None:
+    """``"2"`` / ``"2.0"`` -> 2; anything else (text, ``1.5``, ``nan``, ``inf``) -> None."""
     try:
         f = float(v)
     except ValueError:
+        return None
+    if not math.isfinite(f):
         return None
     return int(f) if f == int(f) else None
 
@@ -166,7 +170,8 @@ def build(**options: Any) -> MultiGranularDataset:
                 for c in cols:
                     v = _int_like(rec[c])
                     if v not in (0, 1):
-                        problems.add(Problem.at(origin, c, f"value {rec[c]!r} in column {c!r} is not 0 or 1", key))
+                        problems.add(Problem.at(origin, c, f"value {rec[c]!r} in column {c!r} is not 0 or 1"
+                                                f"{number_hint(rec[c])}", key))
                     vals.append(v)
                 target = tuple(vals)
             else:
@@ -178,7 +183,7 @@ def build(**options: Any) -> MultiGranularDataset:
                     allowed = f"a class index in [0, {len(classes)})" if classes is not None else "a class index >= 0"
                     if class_names is not None:
                         allowed += f" or one of data.class_names {class_names}"
-                    problems.add(Problem.at(origin, c, f"value {raw!r} in column {c!r} is not {allowed}", key))
+                    problems.add(Problem.at(origin, c, f"value {raw!r} in column {c!r} is not {allowed}{number_hint(raw)}", key))
                 target = v
             row_split = split
             if split_col:

@@ -32,12 +32,17 @@ texts as for ``fundus``.
 
 Sample ids: ``ImageID`` (lists; a repeated ImageID gets ``#2``, ``#3``... in reading order) or the record's
 ``id``/image field (manifest).
+
+Text fields (``Disease``, ``Description``, ``Keyword``, ``modality``, ...) must be non-empty strings: a
+number, a JSON ``NaN``/``Infinity`` or the text ``nan`` (a missing value written by pandas) is a problem
+naming the file, record and field, which ``data.on_bad_sample=skip`` can skip. ``ImageID`` may be an integer.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,11 +136,30 @@ def _texts(schema: str, values: dict[str, str], description_labels: str):
     return texts, labels
 
 
+def _text(v: Any) -> str | None:
+    """A text field's value: a non-empty string that is not ``nan`` (a missing value written by pandas);
+    anything else (numbers, NaN, booleans, lists) is None."""
+    if not isinstance(v, str) or not v.strip() or v.strip().lower() == "nan":
+        return None
+    return v
+
+
 def _field(record: dict, name: str) -> str | None:
     v = record.get(name)
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        v = str(v)
-    return v if isinstance(v, str) and v.strip() else None
+    if name == "ImageID" and isinstance(v, int) and not isinstance(v, bool):
+        return str(v)  # an integer image id names a file as well as a string does
+    return _text(v)
+
+
+def _what(v: Any) -> str:
+    """``nan (a number)`` etc. for messages about a value that is not a text."""
+    if isinstance(v, bool):
+        return f"{v!r} (a boolean)"
+    if isinstance(v, (int, float)):
+        return f"{v!r} (a number{'' if math.isfinite(v) else ': NaN/inf, a missing value?'})"
+    if isinstance(v, str) and v.strip().lower() == "nan":
+        return f"{v!r} (a missing value written as text)"
+    return repr(v)
 
 
 def _read_json(path: Path, where: Origin, problems: ProblemLog) -> Any:
@@ -151,7 +175,7 @@ def _read_json(path: Path, where: Origin, problems: ProblemLog) -> Any:
 
 def _check_text_value(problems, origin, sid, field, value, record) -> None:
     if field in record and record[field] is not None and value is None:
-        problems.add(Problem.at(origin, field, f"field {field!r} must be a non-empty string, got {record[field]!r}", sid))
+        problems.add(Problem.at(origin, field, f"field {field!r} must be a non-empty string, got {_what(record[field])}", sid))
     elif value is None:
         problems.add(Problem.at(origin, field, f"missing field {field!r}", sid))
 
@@ -228,14 +252,14 @@ def _manifest_records(manifest: Any, path: Path, key: str) -> list:
     return records
 
 
-def _ann_field(ann: dict, record: dict, name: str) -> tuple[str | None, bool]:
-    """The value of ``name`` (or its lowercase) in the annotation, else the record; and whether it was present."""
+def _ann_field(ann: dict, record: dict, name: str) -> tuple[str | None, Any]:
+    """The text of ``name`` (or its lowercase) in the annotation, else the record (None when it is not a
+    text, see :func:`_text`), and the raw value found (None when absent)."""
     for src in (ann, record):
         for k in (name, name.lower()):
             if k in src and src[k] is not None:
-                v = src[k]
-                return (str(v) if isinstance(v, (str, int, float)) and str(v).strip() else None), True
-    return None, False
+                return _text(src[k]), src[k]
+    return None, None
 
 
 def _from_manifest(path: Path, image_root: Path, description_labels: str):
@@ -269,9 +293,9 @@ def _from_manifest(path: Path, image_root: Path, description_labels: str):
                     continue
                 values = {}
                 for name in ("Disease", "Description"):
-                    v, present = _ann_field(ann, rec, name)
+                    v, raw = _ann_field(ann, rec, name)
                     if v is None:
-                        what = "must be a non-empty string" if present else "is missing"
+                        what = f"must be a non-empty string, got {_what(raw)}" if raw is not None else "is missing"
                         where = f"annotations[{j}].{name}" if ann is not rec else name
                         problems.add(Problem.at(origin, where, f"{key} record {k}: field {name!r} {what}", sid))
                     values[name] = v

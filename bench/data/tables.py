@@ -6,6 +6,7 @@ assuming no quoted line breaks) and ``row`` (1-based data row).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -14,6 +15,20 @@ from .sample import Origin
 
 FLAG_VALUES = {"1": 1, "1.0": 1, "0": 0, "0.0": 0, "-1": -1, "-1.0": -1, "": None}
 FLAG_ALLOWED = "1, 0, -1 (uncertain) or blank"
+
+
+def non_finite(value: str) -> bool:
+    """Whether a cell spells a number that is not finite (``nan``, ``NaN``, ``inf``, ``-Infinity``, ...): a
+    missing value written by a program, never a label."""
+    try:
+        return not math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def number_hint(value: str) -> str:
+    """`` (not a finite number)`` for NaN/inf cells, else ``""``: appended to a bad-value message."""
+    return " (not a finite number: a missing value written as NaN/inf?)" if non_finite(value) else ""
 
 
 def read_csv(path: str | Path):
@@ -42,18 +57,23 @@ def parse_flag(value: str) -> int | None:
     """``"1"`` -> 1, ``"0"`` -> 0, ``"-1"`` -> -1, ``""`` -> None; anything else raises ValueError."""
     if value in FLAG_VALUES:
         return FLAG_VALUES[value]
-    raise ValueError(f"value {value!r} is not one of {FLAG_ALLOWED}")
+    raise ValueError(f"value {value!r} is not one of {FLAG_ALLOWED}{number_hint(value)}")
 
 
 def flag_columns(df, exclude: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Columns whose cells are all 1/0/-1/blank with at least one non-blank cell, and the all-blank ones."""
+    """Columns whose cells are all 1/0/-1/blank with at least one non-blank cell, and the all-blank ones. A
+    column of flags with some NaN/inf cells is a flag column too (its NaN/inf cells are then per-row problems,
+    not a reason to drop the label silently)."""
     flags, blank = [], []
     for c in df.columns:
         if c in exclude:
             continue
         values = set(df[c].unique())
-        if values <= set(FLAG_VALUES):
-            (flags if values - {""} else blank).append(c)
+        odd = {v for v in values - set(FLAG_VALUES) if not non_finite(v)}
+        if not odd and values & set(FLAG_VALUES) - {""}:
+            flags.append(c)
+        elif values <= {""}:
+            blank.append(c)
     return flags, blank
 
 

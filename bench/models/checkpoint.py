@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,15 @@ def save_encoder(model: TwoTower, path: str | os.PathLike, **meta: Any) -> Path:
 def read_encoder_file(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     """The raw content of an encoder checkpoint (``torch.load(weights_only=True)``), format checked."""
     p = local_path("encoder checkpoint", str(path), kind="file")
-    state = torch.load(str(p), map_location=map_location, weights_only=True)
+    try:
+        state = torch.load(str(p), map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:  # an object outside torch's allow-list: never unpickled
+        lines = [ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln or "Unsupported" in ln]
+        raise ModelConfigError(f"{p}: refused: it holds objects an encoder checkpoint never holds, so it was not "
+                               f"written by save_encoder and may run code when loaded ({(lines or [''])[0][:300]})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise ModelConfigError(f"{p}: cannot be read as an encoder checkpoint (truncated or damaged): "
+                               f"{type(e).__name__}: {str(e)[:300]}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         top = sorted(state)[:8] if isinstance(state, dict) else type(state).__name__
         raise ModelConfigError(f"{p}: not a contrastive-bench encoder checkpoint (top-level: {top}); "

@@ -1,7 +1,7 @@
 """Load every cell of a grid folder (``results/<grid>/<cell id>/``) into one pandas DataFrame.
 
 One row per cell folder that has a ``config.yaml``, whatever its state (``store.cell_state``: done, failed,
-running, pending). Columns:
+corrupt, running, pending; only done cells' metrics are read). Columns:
 
 - ``cell`` (the folder name), ``state``, ``label`` (the config's ``label``, else ``objective.name``),
   ``seed``, ``objective`` (``objective.name``);
@@ -181,8 +181,12 @@ def load_results(root: Path | str) -> Results:
             continue
         try:
             cfg = yaml.safe_load(cfg_path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ReportError(f"{cfg_path}: cannot read the cell's config: {e}") from e
+        except (OSError, ValueError, yaml.YAMLError) as e:
+            raise ReportError(f"{cfg_path}: cannot read the cell's config: {e}; repair the cell with "
+                              f"python -m bench.run ... {store.REPAIR_OPTION}") from e
+        if not isinstance(cfg, dict):
+            raise ReportError(f"{cfg_path}: the cell's config is not a mapping (a {type(cfg).__name__}); repair the "
+                              f"cell with python -m bench.run ... {store.REPAIR_OPTION}")
         state = store.cell_state(cell_dir)
         obj = cfg.get("objective") or {}
         label = cfg.get("label") or obj.get("name") or cell_dir.name

@@ -130,6 +130,7 @@ def test_states_and_settling_with_fake_slurm(tmp_path, monkeypatch):
         store.write_yaml(d / "config.yaml", {"label": f"L{i}", "seed": 0})
         store.write_job(d, {"launcher": "slurm", "job_id": i})
         cells[i] = d
+    store.write_json(cells["12_0"] / "metrics.json", {"a/auc": 0.5})
     store.write_text(cells["12_0"] / "done", "x")  # finished normally
     # a marker left by a killed job on another host must not keep the cancelled cell "running"
     store.write_json(cells["12_1"] / "running.json", {"host": "elsewhere", "pid": 1, "slurm_array": "12_1"})

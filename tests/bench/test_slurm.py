@@ -203,3 +203,25 @@ def test_real_partition_preemption_requeues_and_resumes(tmp_path):
     job = store.read_job(cell)
     assert "this job is preempted" in Path(job["log_out"]).read_text()
     assert (_resumed_step(cell) or 0) > 0 and store.cell_state(cell) == store.DONE
+
+
+def test_an_inline_rerun_beside_a_running_array_trains_nothing_twice(tmp_path, capsys):
+    """While the array runs one cell (claimed, on the node) and holds the other in the queue, an inline rerun
+    of the same grid runs neither and says so (exit status 1: cells left not done); once the array is done,
+    every cell was trained exactly once."""
+    grid = _grid(tmp_path, "side", [CLIP, MGLL], train={**FIXED["train"], "epochs": 40})
+    assert run_main([f"grid={grid}", f"results_dir={tmp_path / 'r'}", *SLURM, "launcher.array_parallelism=1",
+                     "launcher.wait=false"]) == 0
+    root = tmp_path / "r" / "side"
+    cells = _cells(root)
+    _wait_for(lambda: any(store.cell_state(c) == store.RUNNING for c in cells.values()), 180, "an element to claim its cell")
+    capsys.readouterr()
+    assert run_main([f"grid={grid}", f"results_dir={tmp_path / 'r'}"]) == 1  # inline, beside the array
+    captured = capsys.readouterr()
+    assert "0 to run" in captured.err and "already queued or running in SLURM" in captured.err
+    assert "RUNNING" in captured.out and "held by host" in captured.out
+    assert status_main([str(root), "--wait", "--interval", "2"]) == 0
+    for c in cells.values():
+        assert store.cell_state(c) == store.DONE
+        log = (c / "log.txt").read_text()
+        assert log.count("starting") == 1 and log.count(" done in ") == 1

@@ -4,11 +4,13 @@ failures recorded from outside) and what ``python -m bench.status`` shows for th
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
+import time
 
-from bench import store
+from bench import claim, store
 from bench.status import collect, last_progress, main as status_main
 
 
@@ -34,12 +36,21 @@ def test_running_marker_live_pid_then_stale(tmp_path):
     assert store.cell_state(d) == store.PENDING  # killed mid-run: resumable
 
 
-def test_marker_from_another_host_counts_as_running(tmp_path):
+def _done(d):
+    store.write_json(d / "metrics.json", {"a/auc": 0.5})
+    store.write_text(d / "done", "x")
+
+
+def test_marker_from_another_host_counts_as_running_while_its_heartbeat_is_fresh(tmp_path):
     d = _cell(tmp_path, "c")
     store.write_json(d / "running.json", {"host": "node-that-is-not-here", "pid": 1})
     assert store.cell_state(d) == store.RUNNING
-    assert store.running_is_live(store.read_running(d))
-    store.write_text(d / "done", "x")
+    old = time.time() - claim.STALE_AFTER_S - 5  # no heartbeat for longer than the timeout: stale
+    os.utime(d / "running.json", (old, old))
+    assert store.cell_state(d) == store.PENDING
+    os.utime(d / "running.json")
+    assert store.cell_state(d) == store.RUNNING
+    _done(d)
     assert store.cell_state(d) == store.DONE  # done wins over any marker
 
 
@@ -51,7 +62,7 @@ def test_mark_failed_and_set_aside(tmp_path):
     assert json.loads((d / "error.json").read_text())["type"] == "Cancelled"
     store.set_aside_error(d)
     assert store.cell_state(d) == store.PENDING and (d / "error.previous.json").exists()
-    store.write_text(d / "done", "x")
+    _done(d)
     store.mark_failed(d, "Cancelled", "too late")  # never touches a done cell
     assert not (d / "error.json").exists()
 
@@ -67,7 +78,7 @@ def test_job_record(tmp_path):
 def test_status_lines_and_counts(tmp_path, capsys):
     root = tmp_path / "grid"
     done = _cell(root, "c1", "CLIP", 0)
-    store.write_text(done / "done", "x")
+    _done(done)
     failed = _cell(root, "c2", "MGLL", 0)
     store.write_json(failed / "error.json", {"type": "ValueError", "message": "bad batch"})
     running = _cell(root, "c3", "MGLL", 1)

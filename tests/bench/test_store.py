@@ -32,6 +32,8 @@ def test_states(tmp_path):
     assert store.cell_state(c) == store.RUNNING  # this process is alive
     store.clear_running(c)
     store.write_text(c / "done", "x")
+    assert store.cell_state(c) == store.CORRUPT  # done needs a readable metrics.json
+    store.write_json(c / "metrics.json", {"a/auc": 0.5})
     assert store.cell_state(c) == store.DONE
 
 

@@ -312,15 +312,21 @@ def test_a_refused_checkpoint_restarts_in_one_run_with_rerun_corrupt(finished, t
 
 
 def test_a_cell_that_plans_no_steps_is_not_done(finished, tmp_path, monkeypatch):
-    """train.epochs=-1 used to give a done cell with train/steps -4 and untrained metrics."""
+    """train.epochs=-1 used to give a done cell with train/steps -4 and untrained metrics. The config refuses
+    it (bench.schema: train.epochs >= 1); the training loop refuses it too, for configs built around the
+    checks."""
     from bench import train
     from bench.cell import build_objective
     from bench.config import merge
     from bench.data import build_dataset
+    from bench.errors import ConfigError
     from bench.models import build_model
 
     monkeypatch.setenv("CONTRASTIVE_BENCH_CACHE", str(finished / "cache"))
-    cfg = merge(FIXED, {"objective": {"name": "clip", "level": "disease"}, "train": {"epochs": -1}})
+    with pytest.raises(ConfigError, match=r"train\.epochs=-1 must be >= 1"):
+        merge(FIXED, {"train": {"epochs": -1}})
+    cfg = merge(FIXED, {"objective": {"name": "clip", "level": "disease"}})
+    cfg.train.epochs = -1  # past the schema's check
     objective = build_objective(cfg)
     model = build_model(cfg, objective)
     data = build_dataset(cfg.data).split("train")

@@ -159,7 +159,9 @@ class TrainStep:
         return torch.stack([n.float() for n in norms]) if norms else torch.zeros(0, device=self.device)
 
     def _record(self, out: dict[str, Tensor], norms: Tensor) -> None:
-        names = [k for k, v in out.items() if k not in self.unchecked and torch.is_tensor(v) and v.numel() == 1]
+        # the named terms first (the error names the first non-finite one), the total last
+        names = [k for k, v in out.items() if k not in self.unchecked and k != "loss" and torch.is_tensor(v)
+                 and v.numel() == 1] + ["loss"]
         if names != self.term_names:
             if self.term_names is not None:
                 self.check(None)  # the objective changed its outputs (rare): settle the old flags first

@@ -272,9 +272,9 @@ class TwoTower(nn.Module):
         The training step clamps the parameter itself after every optimiser step (:meth:`clamp_logit_scale_`,
         as open_clip's training loop and the released MGLL code do), so the gradient with respect to ``t`` is
         never cut: a step may push ``t`` past the cap, the clamp brings it back, and a loss that wants a
-        smaller scale lowers it again. The clamp here is the identity on a trained model (it only bounds
-        weights loaded from elsewhere); at the bounds it still passes the gradient."""
-        return self.log_logit_scale.clamp(0.0, math.log(self.logit_scale_max)).exp()
+        smaller scale lowers it again. Nothing is clamped here (a clamp in the forward would cut the gradient
+        at the cap, which is what open_clip avoids)."""
+        return self.log_logit_scale.exp()
 
     @torch.no_grad()
     def clamp_logit_scale_(self) -> None:

@@ -145,6 +145,14 @@ def reset_peak_memory(device: torch.device) -> str:
     return "VmHWM" if _status_kib("VmHWM") is not None else "unavailable"
 
 
+def resident_memory_mb(device: torch.device) -> float:
+    """Memory in use now: CUDA allocated tensor memory, or the process's resident set (Linux); NaN elsewhere."""
+    if device.type == "cuda":
+        return torch.cuda.memory_allocated(device) / 2**20
+    kib = _status_kib("VmRSS")
+    return kib / 1024.0 if kib is not None else float("nan")
+
+
 def peak_memory_mb(device: torch.device, source: str | None = None) -> float:
     """This cell's peak memory in MiB since :func:`reset_peak_memory` (see there); NaN where not measurable."""
     if device.type == "cuda":
@@ -166,6 +174,7 @@ def run_cell(cfg: DictConfig, cell_dir: Path) -> dict[str, Any]:
         torch.use_deterministic_algorithms(True)
     device = resolve_device(str(cfg.train.device))
     memory_source = reset_peak_memory(device)  # this cell's peak, whatever ran in this process before
+    memory_start = resident_memory_mb(device)
 
     data = build_dataset(cfg.data)
     splits = {s: data.split(s) for s in SPLITS}
@@ -210,6 +219,7 @@ def run_cell(cfg: DictConfig, cell_dir: Path) -> dict[str, Any]:
             "wall_time_s": time.perf_counter() - t0,
             "peak_memory_mb": peak_memory_mb(device, memory_source),
             "peak_memory_source": memory_source,
+            "memory_at_start_mb": memory_start,  # what the process held when the cell started (in the peak)
             "seed": seed,
             "device": str(device),
             "world_size": world,

@@ -228,10 +228,11 @@ def time_targets(b: int, device: str, repeats: int) -> dict[str, Any]:
 # commands
 # ---------------------------------------------------------------------------------------------------------
 def measure_objectives(b: int, d: int, device: str, repeats: int, only: list[str] | None = None,
-                       seed: int = 0) -> tuple[dict, list[str]]:
-    """Times of every entry for both label patterns at batch size ``b``: ``{(label, texts): [s per round]}``
-    (the floors and ClipLoss under ``texts="repeated"``; multi-hot entries only there) and the entry labels."""
-    labels = [e[0] for e in ENTRIES if not only or any(o in e[0] for o in only)]
+                       seed: int = 0, rows: list[str] | None = None) -> tuple[dict, list[str]]:
+    """Times of every entry (``only``: those whose label contains one of these; ``rows``: exactly these) for
+    both label patterns at batch size ``b``: ``{(label, texts): [s per round]}`` (the floors and ClipLoss under
+    ``texts="repeated"``; multi-hot entries only there) and the entry labels."""
+    labels = [e[0] for e in ENTRIES if (not only or any(o in e[0] for o in only)) and (rows is None or e[0] in rows)]
     inputs = {t: make_inputs(b, d, device, seed=seed, texts=t) for t in TEXTS}
     fns: dict[tuple[str, str], Callable[[], None]] = {
         (lab, "repeated"): step_fn(lab, inputs["repeated"]) for lab in [REFERENCE, FLOOR1, FLOOR2]}

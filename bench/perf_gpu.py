@@ -14,7 +14,10 @@ In one process, each part timed and reported, whatever the others do:
    losses must agree. Rows: images/s, step ms, peak memory; plus the harness with ``mgll`` on two text
    levels, with ``model.precision=fp16``, and with ``model.compile=true`` (compile time reported apart;
    skipped when the time budget is spent or with ``--no-compile``);
-4. **nccl**: with two or more GPUs, a two-process cell (``launcher.name=local launcher.tasks_per_node=2``) on
+4. **objectives**: ``clip`` and ``mgll`` (two levels) against open_clip's ``ClipLoss`` on the GPU, fp32, D = 512,
+   B = 2048 and 8192, repeated and distinct texts (``bench.perf.measure_objectives``: ratio per interleaved
+   round, median [min-max]), and the number of device operations (kernels) per call of each;
+5. **nccl**: with two or more GPUs, a two-process cell (``launcher.name=local launcher.tasks_per_node=2``) on
    NCCL: ``done``, ``world_size`` 2.
 
 Without CUDA it prints that it skipped and exits 0. ``--device cpu --tiny`` runs the same script with a tiny
@@ -306,6 +309,48 @@ def part_sync(args, dev: torch.device) -> dict:
     return out
 
 
+def _ops_per_call(fn: Callable[[], None], dev: torch.device) -> int:
+    """Operations on ``dev`` (on a GPU: kernel launches, roughly) dispatched by one call of ``fn``."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    views = {"view", "slice", "select", "t", "transpose", "detach", "alias", "expand", "unsqueeze", "squeeze",
+             "as_strided", "unbind", "split", "_reshape_alias", "empty", "empty_like", "lift_fresh"}
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            tensors = [a for a in torch.utils._pytree.tree_leaves((args, kwargs)) if isinstance(a, torch.Tensor)]
+            if func.__name__.split(".")[0] not in views and any(t.device.type == dev.type for t in tensors):
+                Count.n += 1
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        fn()
+    return Count.n
+
+
+def part_objectives(args, dev: torch.device) -> dict:
+    from . import perf
+
+    out: dict[str, Any] = {}
+    sizes = (2048, 8192) if dev.type == "cuda" else (args.batch_size * 8,)
+    for b in sizes:
+        times, labels = perf.measure_objectives(b, 512, str(dev), 20 if dev.type == "cuda" else 2,
+                                                rows=[perf.CLIP_ROW, perf.MGLL_ROW])
+        ref = (perf.REFERENCE, "repeated")
+        for lab in [perf.REFERENCE] + labels:
+            row: dict[str, Any] = {"ok": True}
+            for t in perf.TEXTS:
+                if (lab, t) in times:
+                    rs = perf.ratios(times, (lab, t), ref)
+                    row[f"{t} ms"] = statistics.median(times[(lab, t)]) * 1e3
+                    row[f"{t} x ClipLoss"] = f"{statistics.median(rs):.2f} [{min(rs):.2f}-{max(rs):.2f}]"
+            row["ops/call"] = _ops_per_call(perf.step_fn(lab, perf.make_inputs(b, 512, str(dev))), dev)
+            out[f"B={b} {lab}"] = row
+    return out
+
+
 def part_nccl(args, tmp: Path) -> dict:
     import yaml
 
@@ -372,7 +417,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget-s", type=float, default=270.0, help="stop adding optional rows after this many seconds")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile row")
     p.add_argument("--tiny", action="store_true", help="a tiny open_clip config (for --device cpu)")
-    p.add_argument("--parts", default="smoke,sync,throughput,nccl", help="comma-separated subset of the parts")
+    p.add_argument("--parts", default="smoke,sync,throughput,objectives,nccl",
+                   help="comma-separated subset of the parts")
     p.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
     args = p.parse_args(argv)
     dev = torch.device(args.device)
@@ -398,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("CONTRASTIVE_BENCH_CACHE", str(tmp / "cache"))
         for part, fn in (("smoke", lambda: part_smoke(args, dev, tmp)), ("sync", lambda: part_sync(args, dev)),
                          ("throughput", lambda: part_throughput(args, dev, budget)),
-                         ("nccl", lambda: part_nccl(args, tmp))):
+                         ("objectives", lambda: part_objectives(args, dev)), ("nccl", lambda: part_nccl(args, tmp))):
             if part not in parts:
                 continue
             if part == "nccl" and (dev.type != "cuda" or torch.cuda.device_count() < 2):

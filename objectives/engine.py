@@ -66,8 +66,12 @@ from .targets import Pairs
 
 __all__ = ["Group", "Plan", "View", "slot_sums"]
 
-#: element budget of one row block of the element-wise work when chunking is off
+#: element budget of one row block of the element-wise work when chunking is off, on the CPU (blocks that stay
+#: in cache are fastest there)
 ELEMENT_BLOCK = 1 << 19
+#: the same off the CPU: on a GPU every element-wise operation is a kernel launch, so the fewer blocks the
+#: better (one block up to B = K = 4096; the buffers are a few B x K matrices)
+ELEMENT_BLOCK_DEVICE = 1 << 24
 #: minimal rows of such a block
 MIN_BLOCK_ROWS = 32
 
@@ -122,7 +126,8 @@ def _block_rows(plan: Plan, group: Group, feats: list[Tensor]) -> tuple[int, int
     kmax = max(feats[v.b].shape[0] for v in group.views)
     if plan.chunk_size > 0:
         return rows, max(1, min(plan.chunk_size, rows))
-    return rows, max(1, min(rows, max(MIN_BLOCK_ROWS, ELEMENT_BLOCK // max(kmax, 1))))
+    budget = ELEMENT_BLOCK if feats[0].device.type == "cpu" else ELEMENT_BLOCK_DEVICE
+    return rows, max(1, min(rows, max(MIN_BLOCK_ROWS, budget // max(kmax, 1))))
 
 
 class _SlotSums(torch.autograd.Function):

@@ -23,7 +23,7 @@ def test_dry_run_on_cpu(tmp_path, monkeypatch):
     monkeypatch.setenv("CONTRASTIVE_BENCH_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "gpu.json"
     rc = main(["--device", "cpu", "--tiny", "--resolution", "32", "--batch-size", "8", "--steps", "2", "--warmup", "1",
-               "--parts", "sync,throughput", "--no-compile", "--json", str(out)])
+               "--parts", "sync,throughput,objectives", "--no-compile", "--json", str(out)])
     res = json.loads(out.read_text())
     assert rc == 0, res
     assert all(v["ok"] for v in res["sync"].values())
@@ -32,3 +32,6 @@ def test_dry_run_on_cpu(tmp_path, monkeypatch):
     rows = {k: v for k, v in res["throughput"].items() if "img_s" in v}
     assert {"open_clip train_one_epoch (fp32)", "harness clip (fp32)", "harness mgll, 2 levels (fp32)"} <= set(rows)
     assert all(v["img_s"] > 0 for v in rows.values())
+    objs = res["objectives"]
+    assert {"B=64 open_clip ClipLoss", "B=64 clip", "B=64 mgll (2 levels, all terms)"} <= set(objs)
+    assert objs["B=64 mgll (2 levels, all terms)"]["ops/call"] > objs["B=64 open_clip ClipLoss"]["ops/call"] > 0

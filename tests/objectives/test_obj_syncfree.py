@@ -70,6 +70,8 @@ def test_forward_and_backward_never_wait_for_the_device(name, opts, kind, missin
     labels = _labels(kind, missing and kind != "none")  # on the host, as the training loop hands them over
     obj = objectives.build(name, **opts)
     obj.check_finite = False  # the training step checks finiteness on the device (bench/train_step.py)
+    if device == "cuda":  # library handles are created at the first call, outside the guard
+        obj(x, texts, labels, s, b if obj.needs_logit_bias else None)["loss"].backward()
     with no_host_sync(dev):
         for _ in range(2):
             out = obj(x, texts, labels, s, b if obj.needs_logit_bias else None)

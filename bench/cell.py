@@ -17,7 +17,6 @@ import contextlib
 import logging
 import os
 import platform
-import resource
 import signal
 import subprocess
 import sys
@@ -100,10 +99,75 @@ def environment() -> dict[str, Any]:
     return {"versions": versions, "git_commit": commit, "host": platform.node()}
 
 
-def peak_memory_mb(device: torch.device) -> float:
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+_STATUS = Path("/proc/self/status")
+
+
+def _status_kib(key: str) -> float | None:
+    try:
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith(key + ":"):
+                return float(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _release_freed_memory() -> None:
+    """Give memory freed by earlier cells back to the OS (Python objects, glibc's heap), so that this cell's
+    resident baseline does not carry it."""
+    import gc
+
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def reset_peak_memory(device: torch.device) -> str:
+    """Start this cell's peak-memory measurement; returns how it is measured (recorded as
+    ``peak_memory_source``).
+
+    - CUDA: ``torch.cuda.reset_peak_memory_stats`` after freeing the previous cells' cached blocks, so
+      ``max_memory_allocated`` is this cell's peak of allocated tensor memory;
+    - CPU on Linux: freed memory is returned to the OS, then the kernel's peak-RSS counter is reset
+      (writing 5 to ``/proc/self/clear_refs``); the peak is ``VmHWM`` of ``/proc/self/status`` (resident
+      memory of the whole process, libraries included, since this cell started);
+    - elsewhere there is no per-cell peak (``ru_maxrss`` is the process's lifetime peak, which under the
+      inline launcher includes earlier cells): the cell records NaN rather than a number that is not its own.
+    """
+    _release_freed_memory()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        return "cuda max_memory_allocated"
+    try:
+        _CLEAR_REFS.write_text("5")
+    except OSError:
+        return "unavailable"
+    return "VmHWM" if _status_kib("VmHWM") is not None else "unavailable"
+
+
+def resident_memory_mb(device: torch.device) -> float:
+    """Memory in use now: CUDA allocated tensor memory, or the process's resident set (Linux); NaN elsewhere."""
+    if device.type == "cuda":
+        return torch.cuda.memory_allocated(device) / 2**20
+    kib = _status_kib("VmRSS")
+    return kib / 1024.0 if kib is not None else float("nan")
+
+
+def peak_memory_mb(device: torch.device, source: str | None = None) -> float:
+    """This cell's peak memory in MiB since :func:`reset_peak_memory` (see there); NaN where not measurable."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+    if source == "VmHWM":
+        kib = _status_kib("VmHWM")
+        return kib / 1024.0 if kib is not None else float("nan")
+    return float("nan")
 
 
 def run_cell(cfg: DictConfig, cell_dir: Path) -> dict[str, Any]:
@@ -116,6 +180,8 @@ def run_cell(cfg: DictConfig, cell_dir: Path) -> dict[str, Any]:
     if cfg.train.deterministic:
         torch.use_deterministic_algorithms(True)
     device = resolve_device(str(cfg.train.device))
+    memory_source = reset_peak_memory(device)  # this cell's peak, whatever ran in this process before
+    memory_start = resident_memory_mb(device)
 
     data = build_dataset(cfg.data)
     splits = {s: data.split(s) for s in SPLITS}
@@ -162,7 +228,9 @@ def run_cell(cfg: DictConfig, cell_dir: Path) -> dict[str, Any]:
     metrics.update(
         {
             "wall_time_s": time.perf_counter() - t0,
-            "peak_memory_mb": peak_memory_mb(device),
+            "peak_memory_mb": peak_memory_mb(device, memory_source),
+            "peak_memory_source": memory_source,
+            "memory_at_start_mb": memory_start,  # what the process held when the cell started (in the peak)
             "seed": seed,
             "device": str(device),
             "world_size": world,

@@ -1,42 +1,35 @@
 """Performance benchmarks (not timed tests).
 
-    python -m bench.perf objectives [--batch-sizes 256 1024 4096] [--dim 512] [--threads 2] [--repeats 5]
+    python -m bench.perf objectives [--batch-sizes 256 1024 2048 4096] [--dim 512] [--threads 2] [--repeats 5]
     python -m bench.perf objectives --big [--chunk-size 1024] [--big-batch 16384]
     python -m bench.perf train [--models ...] [--steps N]   (the training-step benchmark, bench/perf_train.py)
     python -m bench.perf claims [--dir results/]   (what holding a cell's claim costs, bench/perf_claims.py)
+    python -m bench.perf gpu [--json PATH]                   (the one-shot GPU check, bench/perf_gpu.py)
 
 ``objectives`` prints, for each batch size B, the forward+backward time of every objective next to
-open_clip's ``ClipLoss`` measured in the same run (interleaved repeats, median), their ratio, and the
-"floor": the same matrix products with a trivial loss (``sum``) - one product (what ``clip`` needs) and two
-products (what ``ClipLoss`` and a two-level ``mgll`` need). A second table compares target building with
-the released MGLL code's Python double loop over strings.
-
-Memory (column ``peak MiB``):
-- on CUDA: ``torch.cuda.max_memory_allocated()`` during one forward+backward minus the memory allocated
-  before it (inputs included in the baseline);
-- on CPU: a fresh subprocess per measurement builds the inputs, runs a tiny warm-up (library workspaces),
-  resets the kernel's peak-RSS counter (``/proc/self/clear_refs``), runs one forward+backward and reports
-  the peak resident set size (``VmHWM``) minus the resident size just before the call: the extra memory
-  the process really touched, allocator overheads included (Linux only; "n/a" elsewhere).
-
-``--big`` measures ``mgll`` (two levels, all terms) at B = 16384, D = 512 with ``chunk_size`` the same way
-(peak memory above the inputs; target: at most 2 GiB).
+open_clip's ``ClipLoss`` measured in the same run, for two label patterns: **repeated** texts (ids with B/16
+and B/4 distinct values on the two levels) and **distinct** texts (every id different). Rounds are
+interleaved (every function once per round, in a shuffled order); the ratio to ``ClipLoss`` is computed per
+round (so a machine whose load drifts affects both alike) and shown as the median with the spread over rounds
+``[min - max]``. Also shown: the "floor" (the same matrix products with a trivial loss: one product, what
+``clip`` needs; two, what ``ClipLoss`` and a two-level ``mgll`` need), the reference implementations
+(``impl=reference``) and the goals at B = 2048 (``clip`` <= 0.6x, ``mgll`` <= 1.5x, both label patterns).
+Labels are handed over on the host, as the training loop does. A second table compares target building with
+the released MGLL code's Python double loop over strings. Memory (``peak MiB``): ``bench/perf_memory.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import random
-import re
 import statistics
-import subprocess
 import sys
 import time
 from typing import Any
 from collections.abc import Callable
+
+from .perf_memory import cmd_big, cmd_probe, probe_subprocess
 
 log = logging.getLogger("bench.perf")
 
@@ -50,16 +43,25 @@ ENTRIES: list[tuple[str, str, dict, str]] = [
     ("mgll (2 levels, all terms)", "mgll", {}, "ids"),
     ("mgll jaccard", "mgll", {"target": "jaccard"}, "mh"),
     ("mgll_released", "mgll_released", {}, "ids"),
+    ("clip [impl=reference]", "clip", {"impl": "reference"}, "ids"),
+    ("mgll [impl=reference]", "mgll", {"impl": "reference"}, "ids"),
 ]
 REFERENCE = "open_clip ClipLoss"
 FLOOR1 = "floor: 1 product + sum"
 FLOOR2 = "floor: 2 products + sum"
+CLIP_ROW, MGLL_ROW = "clip", "mgll (2 levels, all terms)"
+#: row -> the largest ratio to ClipLoss allowed at B = GOAL_B (both label patterns)
+GOALS = {CLIP_ROW: 0.6, MGLL_ROW: 1.5}
+GOAL_B = 2048
+TEXTS = ("repeated", "distinct")
 
 
 # ---------------------------------------------------------------------------------------------------------
 # inputs and the functions measured
 # ---------------------------------------------------------------------------------------------------------
-def make_inputs(b: int, d: int, device: str, seed: int = 0) -> dict[str, Any]:
+def make_inputs(b: int, d: int, device: str, seed: int = 0, texts: str = "repeated") -> dict[str, Any]:
+    """Unit features on ``device`` (image + two levels), labels on the host: ids (``repeated``: B/16 and B/4
+    distinct values; ``distinct``: all different) and multi-hot labels."""
     import torch
 
     g = torch.Generator().manual_seed(seed)
@@ -68,20 +70,17 @@ def make_inputs(b: int, d: int, device: str, seed: int = 0) -> dict[str, Any]:
         return torch.nn.functional.normalize(torch.randn(b, d, generator=g), dim=1).to(device).requires_grad_()
 
     image, t1, t2 = feat(), feat(), feat()
-    ids1 = torch.randint(0, max(1, b // 16), (b,), generator=g).to(device)  # coarse level: many duplicates
-    ids2 = torch.randint(0, max(1, b // 4), (b,), generator=g).to(device)
-    mh1 = (torch.rand(b, 8, generator=g) > 0.7).long().to(device)
-    mh2 = (torch.rand(b, 12, generator=g) > 0.8).long().to(device)
-    scale = torch.tensor(1 / 0.07, device=device, requires_grad=True)
-    bias = torch.tensor(-10.0, device=device, requires_grad=True)
-    return dict(
-        image=image,
-        texts={"disease": t1, "description": t2},
-        ids={"disease": ids1, "description": ids2},
-        mh={"disease": mh1, "description": mh2},
-        scale=scale,
-        bias=bias,
-    )
+    if texts == "distinct":
+        ids1, ids2 = torch.randperm(b, generator=g), torch.randperm(b, generator=g)
+    else:
+        ids1 = torch.randint(0, max(1, b // 16), (b,), generator=g)  # coarse level: many duplicates
+        ids2 = torch.randint(0, max(1, b // 4), (b,), generator=g)
+    mh1 = (torch.rand(b, 8, generator=g) > 0.7).long()
+    mh2 = (torch.rand(b, 12, generator=g) > 0.8).long()
+    scale = torch.tensor(1 / 0.07).to(device).requires_grad_()
+    bias = torch.tensor(-10.0).to(device).requires_grad_()
+    return dict(image=image, texts={"disease": t1, "description": t2}, ids={"disease": ids1, "description": ids2},
+                mh={"disease": mh1, "description": mh2}, scale=scale, bias=bias)
 
 
 def _zero(inp: dict) -> None:
@@ -124,6 +123,7 @@ def step_fn(label: str, inp: dict, chunk_size: int = 0) -> Callable[[], None]:
             if chunk_size:
                 options["chunk_size"] = chunk_size
             obj = objectives.build(name, **options)
+            obj.check_finite = False  # as in training: no host synchronisation per call
             labels = inp["mh"] if form == "mh" else inp["ids"]
             bias = b if obj.needs_logit_bias else None
 
@@ -142,90 +142,33 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_interleaved(fns: dict[str, Callable[[], None]], repeats: int, device: str) -> dict[str, list[float]]:
-    """Run every function once (warm-up), then ``repeats`` rounds of all of them; seconds per run."""
-    times: dict[str, list[float]] = {k: [] for k in fns}
+def time_interleaved(fns: dict[Any, Callable[[], None]], repeats: int, device: str, seed: int = 0) -> dict[Any, list[float]]:
+    """Every function once (warm-up), then ``repeats`` rounds of all of them in a shuffled order; seconds per
+    run, index r = round r."""
+    times: dict[Any, list[float]] = {k: [] for k in fns}
     for f in fns.values():
         f()
     _sync(device)
+    rnd = random.Random(seed)
+    keys = list(fns)
     for _ in range(repeats):
-        for k, f in fns.items():
+        rnd.shuffle(keys)
+        for k in keys:
             _sync(device)
             t0 = time.perf_counter()
-            f()
+            fns[k]()
             _sync(device)
             times[k].append(time.perf_counter() - t0)
     return times
 
 
-# ---------------------------------------------------------------------------------------------------------
-# memory
-# ---------------------------------------------------------------------------------------------------------
-def _status_kib(key: str) -> int:
-    with open("/proc/self/status") as f:
-        m = re.search(rf"^{key}:\s+(\d+)\s+kB", f.read(), re.M)
-    return int(m.group(1)) if m else -1
+def ratios(times: dict[Any, list[float]], key: Any, ref: Any) -> list[float]:
+    """Per-round ratios ``times[key][r] / times[ref][r]``."""
+    return [a / r for a, r in zip(times[key], times[ref])]
 
 
-def probe(label: str, b: int, d: int, threads: int, chunk_size: int, device: str) -> dict[str, float]:
-    """One forward+backward in this (fresh) process; peak extra memory in MiB and the time."""
-    import torch
-
-    torch.set_num_threads(threads)
-    small = make_inputs(8, d, device)
-    step_fn(label, small)()  # library workspaces, lazy imports
-    inp = make_inputs(b, d, device)
-    fn = step_fn(label, inp, chunk_size)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-        t0 = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        dt = time.perf_counter() - t0
-        peak = (torch.cuda.max_memory_allocated() - before) / 2**20
-        return {"peak_mib": peak, "time_s": dt}
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    before = _status_kib("VmRSS")
-    t0 = time.perf_counter()
-    fn()
-    dt = time.perf_counter() - t0
-    peak = (_status_kib("VmHWM") - before) / 1024
-    return {"peak_mib": peak, "time_s": dt}
-
-
-def probe_subprocess(label: str, b: int, d: int, threads: int, chunk_size: int, device: str) -> dict[str, float] | None:
-    """Run :func:`probe` in a fresh interpreter (CPU memory needs a clean process)."""
-    if not device.startswith("cuda") and not os.path.exists("/proc/self/clear_refs"):
-        return None
-    cmd = [
-        sys.executable,
-        "-m",
-        "bench.perf",
-        "_probe",
-        "--label",
-        label,
-        "--batch",
-        str(b),
-        "--dim",
-        str(d),
-        "--threads",
-        str(threads),
-        "--chunk-size",
-        str(chunk_size),
-        "--device",
-        device,
-    ]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        log.warning(
-            "memory probe %s B=%d failed: %s", label, b, proc.stderr.strip().splitlines()[-1:] or proc.returncode
-        )
-        return None
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def _spread(rs: list[float]) -> str:
+    return f"{statistics.median(rs):.2f} [{min(rs):.2f}-{max(rs):.2f}]"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -256,16 +199,16 @@ def time_targets(b: int, device: str, repeats: int) -> dict[str, Any]:
 
     t1, t2 = _strings(b)
     table1, table2 = {}, {}
-    ids1 = torch.tensor([table1.setdefault(t, len(table1)) for t in t1], device=device)
-    ids2 = torch.tensor([table2.setdefault(t, len(table2)) for t in t2], device=device)
+    ids1 = torch.tensor([table1.setdefault(t, len(table1)) for t in t1])  # on the host, as in training
+    ids2 = torch.tensor([table2.setdefault(t, len(table2)) for t in t2])
 
     def ours():  # what mgll does per step, from ids (computed once per dataset): counts and positive pairs
         for ids in (ids1, ids2):
             LevelTargets.build("exact", ids, b, device=device).pairs(None, None)
 
-    def dense():  # W and Y materialised as B x B matrices
+    def dense():  # W and Y materialised as B x B matrices (on the device)
         for ids in (ids1, ids2):
-            c = cooccurrence(ids, "exact")
+            c = cooccurrence(ids.to(device), "exact")
             soft_targets(c), binary_targets(c)
 
     res = {}
@@ -285,6 +228,22 @@ def time_targets(b: int, device: str, repeats: int) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------------
 # commands
 # ---------------------------------------------------------------------------------------------------------
+def measure_objectives(b: int, d: int, device: str, repeats: int, only: list[str] | None = None,
+                       seed: int = 0, rows: list[str] | None = None) -> tuple[dict, list[str]]:
+    """Times of every entry (``only``: those whose label contains one of these; ``rows``: exactly these) for
+    both label patterns at batch size ``b``: ``{(label, texts): [s per round]}`` (the floors and ClipLoss under
+    ``texts="repeated"``; multi-hot entries only there) and the entry labels."""
+    labels = [e[0] for e in ENTRIES if (not only or any(o in e[0] for o in only)) and (rows is None or e[0] in rows)]
+    inputs = {t: make_inputs(b, d, device, seed=seed, texts=t) for t in TEXTS}
+    fns: dict[tuple[str, str], Callable[[], None]] = {
+        (lab, "repeated"): step_fn(lab, inputs["repeated"]) for lab in [REFERENCE, FLOOR1, FLOOR2]}
+    for lab in labels:
+        form = next(e[3] for e in ENTRIES if e[0] == lab)
+        for t in TEXTS if form == "ids" else ("repeated",):
+            fns[(lab, t)] = step_fn(lab, inputs[t])
+    return time_interleaved(fns, repeats, device, seed), labels
+
+
 def cmd_objectives(args: argparse.Namespace) -> int:
     import torch
     from tabulate import tabulate
@@ -293,111 +252,67 @@ def cmd_objectives(args: argparse.Namespace) -> int:
     device = args.device
     if args.big:
         return cmd_big(args)
-    labels = [REFERENCE, FLOOR1, FLOOR2] + [e[0] for e in ENTRIES if not args.only or any(o in e[0] for o in args.only)]
-    print(
-        f"# objectives: forward+backward, D={args.dim}, threads={args.threads}, device={device}, "
-        f"repeats={args.repeats} (interleaved with {REFERENCE}; on a shared machine trust min over median); "
-        f"torch {torch.__version__}"
-    )
+    print(f"# objectives: forward+backward, D={args.dim}, fp32, threads={args.threads}, device={device}, "
+          f"repeats={args.repeats} (interleaved rounds; ratio to {REFERENCE} per round: median [min-max]); "
+          f"torch {torch.__version__}")
+    ref = (REFERENCE, "repeated")
+    goals: list[str] = []
     for b in args.batch_sizes:
-        log.info("B=%d: timing %d entries", b, len(labels))
-        inp = make_inputs(b, args.dim, device)
-        fns = {lab: step_fn(lab, inp) for lab in labels}
-        times = time_interleaved(fns, args.repeats if b < 4096 else max(2, args.repeats // 2), device)
-        ref = statistics.median(times[REFERENCE])
-        ref_min = min(times[REFERENCE])
-        mgll_t = statistics.median(times[ENTRIES[5][0]]) if ENTRIES[5][0] in times else None
+        reps = args.repeats if b < 4096 else max(3, args.repeats // 2)
+        log.info("B=%d: timing (%d rounds)", b, reps)
+        times, labels = measure_objectives(b, args.dim, device, reps, args.only)
         rows = []
-        for lab in labels:
-            med = statistics.median(times[lab])
+        for lab in [REFERENCE, FLOOR1, FLOOR2] + labels:
+            row = [lab]
+            for t in TEXTS:
+                if (lab, t) in times:
+                    row += [f"{statistics.median(times[(lab, t)]) * 1e3:.2f}", _spread(ratios(times, (lab, t), ref))]
+                else:
+                    row += ["", ""]
             mem = None if args.no_memory else probe_subprocess(lab, b, args.dim, args.threads, 0, device)
-            rows.append(
-                [
-                    lab,
-                    f"{med * 1e3:.2f}",
-                    f"{min(times[lab]) * 1e3:.2f}",
-                    f"{med / ref:.2f}",
-                    f"{min(times[lab]) / ref_min:.2f}",
-                    f"{mem['peak_mib']:.0f}" if mem else "n/a",
-                ]
-            )
+            rows.append(row + [f"{mem['peak_mib']:.0f}" if mem else "n/a"])
+            if b == GOAL_B and lab in GOALS:
+                for t in TEXTS:
+                    med = statistics.median(ratios(times, (lab, t), ref))
+                    goals.append(f"{lab}, {t} texts, B={b}: {med:.2f}x ClipLoss (goal <= {GOALS[lab]}x): "
+                                 f"{'met' if med <= GOALS[lab] else 'NOT met'}")
         print(f"\n## B = {b}\n")
-        print(
-            tabulate(
-                rows,
-                headers=["objective", "median ms", "min ms", "x ClipLoss (median)", "x ClipLoss (min)", "peak MiB"],
-                tablefmt="github",
-            )
-        )
+        print(tabulate(rows, tablefmt="github", headers=[
+            "objective", "repeated: median ms", "repeated: x ClipLoss", "distinct: median ms", "distinct: x ClipLoss",
+            "peak MiB"]))
+        mgll_t = statistics.median(times[(MGLL_ROW, "repeated")]) if (MGLL_ROW, "repeated") in times else None
         tg = time_targets(b, device, args.repeats)
         trows = [
-            [
-                "ours: per-step target preparation from ids (2 levels)",
-                f"{tg['ours'] * 1e3:.3f}",
-                f"{tg['loop'] / tg['ours']:.0f}x",
-                f"{100 * tg['ours'] / mgll_t:.2f} %" if mgll_t else "n/a",
-            ],
-            [
-                "dense W and Y as B x B tensors (2 levels)",
-                f"{tg['dense'] * 1e3:.3f}",
-                f"{tg['loop'] / tg['dense']:.0f}x",
-                f"{100 * tg['dense'] / mgll_t:.2f} %" if mgll_t else "n/a",
-            ],
-            [
-                "released code: Python double loop over strings (2 levels)"
-                + (f" [estimated from {tg['loop_rows']} rows x B/{tg['loop_rows']}]" if tg["loop_estimated"] else ""),
-                f"{tg['loop'] * 1e3:.1f}",
-                "1x",
-                f"{100 * tg['loop'] / mgll_t:.0f} %" if mgll_t else "n/a",
-            ],
+            ["ours: per-step target preparation from ids (2 levels)", f"{tg['ours'] * 1e3:.3f}",
+             f"{tg['loop'] / tg['ours']:.0f}x", f"{100 * tg['ours'] / mgll_t:.2f} %" if mgll_t else "n/a"],
+            ["dense W and Y as B x B tensors (2 levels)", f"{tg['dense'] * 1e3:.3f}", f"{tg['loop'] / tg['dense']:.0f}x",
+             f"{100 * tg['dense'] / mgll_t:.2f} %" if mgll_t else "n/a"],
+            ["released code: Python double loop over strings (2 levels)"
+             + (f" [estimated from {tg['loop_rows']} rows x B/{tg['loop_rows']}]" if tg["loop_estimated"] else ""),
+             f"{tg['loop'] * 1e3:.1f}", "1x", f"{100 * tg['loop'] / mgll_t:.0f} %" if mgll_t else "n/a"],
         ]
         print()
-        print(
-            tabulate(trows, headers=["target building", "ms", "speed-up vs loop", "% of mgll step"], tablefmt="github")
-        )
+        print(tabulate(trows, headers=["target building", "ms", "speed-up vs loop", "% of mgll step"], tablefmt="github"))
+    if goals:
+        print("\n## goals\n")
+        print("\n".join(f"- {g}" for g in goals))
     return 0
 
 
-def cmd_big(args: argparse.Namespace) -> int:
-    from tabulate import tabulate
-
-    b, d = args.big_batch, args.dim
-    inputs_mib = 3 * b * d * 4 / 2**20
-    print(
-        f"# big: mgll (2 levels, all terms), B={b}, D={d}, chunk_size={args.chunk_size}, threads={args.threads}, "
-        f"device={args.device}; inputs (3 x B x D fp32) = {inputs_mib:.0f} MiB"
-    )
-    res = probe_subprocess(ENTRIES[5][0], b, d, args.threads, args.chunk_size, args.device)
-    if res is None:
-        print("memory measurement not available on this platform")
-        return 1
-    rows = [
-        [
-            f"mgll chunk_size={args.chunk_size}",
-            f"{res['time_s']:.1f}",
-            f"{res['peak_mib']:.0f}",
-            f"{res['peak_mib'] / 1024:.2f}",
-            "yes" if res["peak_mib"] <= 2048 else "NO",
-        ]
-    ]
-    print(tabulate(rows, headers=["run", "fwd+bwd s", "peak MiB above inputs", "GiB", "<= 2 GiB"], tablefmt="github"))
-    return 0
-
-
-def cmd_probe(args: argparse.Namespace) -> int:
-    print(json.dumps(probe(args.label, args.batch, args.dim, args.threads, args.chunk_size, args.device)))
-    return 0
+#: the other benchmarks, each a module with its own ``main(argv)``: name -> (module, help)
+SUBCOMMANDS = {
+    "train": ("perf_train", "images/s of a full training step through the harness vs a bare loop (python -m bench.perf train --help)"),
+    "claims": ("perf_claims", "what holding a cell's claim costs a training loop (python -m bench.perf claims --help)"),
+    "gpu": ("perf_gpu", "the one-shot GPU check: smoke cell, sync guard, ViT-B/16 throughput vs open_clip (python -m bench.perf gpu --help)"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.perf",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{objectives,train,claims}")
+    parser = argparse.ArgumentParser(prog="python -m bench.perf", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(["objectives", *SUBCOMMANDS]) + "}")
     p = sub.add_parser("objectives", help="time and memory of every objective next to open_clip's ClipLoss")
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[256, 1024, 4096])
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[256, 1024, 2048, 4096])
     p.add_argument("--dim", type=int, default=512)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=5)
@@ -415,25 +330,16 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--threads", type=int, default=2)
     q.add_argument("--chunk-size", type=int, default=0)
     q.add_argument("--device", default="cpu")
+    q.add_argument("--texts", default="repeated", choices=TEXTS)
     q.set_defaults(func=cmd_probe)
-    t = sub.add_parser(
-        "train",
-        help="images/s of a full training step through the harness vs a bare loop (see python -m bench.perf_train --help)",
-        add_help=False,
-    )
-    t.set_defaults(func=None)
-    c = sub.add_parser("claims", help="what holding a cell's claim costs a training loop (see bench/perf_claims.py)",
-                       add_help=False)
-    c.set_defaults(func=None)
+    for name, (_, text) in SUBCOMMANDS.items():
+        sub.add_parser(name, add_help=False, help=text)
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "train":
-        from .perf_train import main as train_main
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib
 
-        return train_main(argv[1:])
-    if argv and argv[0] == "claims":
-        from .perf_claims import main as claims_main
-
-        return claims_main(argv[1:])
+        module = importlib.import_module(f".{SUBCOMMANDS[argv[0]][0]}", __package__)
+        return module.main(argv[1:])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     return args.func(args)

@@ -5,8 +5,10 @@ configuration, in one process:
 
 - **harness**: a full training step exactly as ``bench/train.py`` runs it: batch indices from a seeded
   permutation, uint8 images gathered and randomly flipped, ``model.preprocess``, the token table indexed per
-  level, ``model(...)`` under ``model.autocast()``, the objective (``objectives.build("clip")``), AdamW with
-  weight-decay groups, gradient clipping at 10, the per-step LR schedule and the metric logging;
+  level, labels on the host, then ``bench.train_step.TrainStep`` (``model(...)`` under ``model.autocast()``,
+  the objective ``objectives.build("clip")``, per-group gradient norms and finiteness flags, clipping at 10,
+  fused AdamW on CUDA with weight-decay groups, the per-step LR schedule, the logit-scale clamp) and the
+  metric logging with its finiteness check;
 - **bare**: a hand-written loop over the *same* model modules and pre-built batches (pixels already
   normalised, token ids already gathered): towers, L2 normalisation, symmetric InfoNCE, AdamW, clipping;
 - **batching**: the harness's data batching alone (gather, flip, preprocess, token and label indexing).
@@ -139,6 +141,7 @@ def measure(name: str, steps: int = 3, batch_size: int | None = None, device: st
     from .config import merge, parse_overrides
     from .models import build_model
     from .train import load_images, make_optimizer, make_schedule, prepare_levels
+    from .train_step import TrainStep
 
     overrides, resolution, default_bs = CONFIGS[name]
     bs = int(batch_size or default_bs)
@@ -174,29 +177,24 @@ def measure(name: str, steps: int = 3, batch_size: int | None = None, device: st
             flip = torch.rand(len(idx)) < 0.5
             x = torch.where(flip.view(-1, 1, 1, 1), x.flip(2), x)
         pixels = model.preprocess(x)
-        tokens = {g: batching[g].tokens[batching[g].token_ids[idx]].to(dev) for g in levels}
-        labels = {g: batching[g].labels[idx].to(dev) for g in levels}
+        tokens = {g: batching[g].tokens[batching[g].token_ids[idx]].to(dev, non_blocking=True) for g in levels}
+        labels = {g: batching[g].labels[idx] for g in levels}  # on the host, as bench/train.py hands them over
         return pixels, tokens, labels
+
+    stepper = TrainStep(model, model, objective, optimizer, scheduler, grad_clip=float(tcfg.grad_clip or 0.0),
+                        device=dev)
 
     def harness_step() -> None:
         step = int(state["step"])
         pixels, tokens, labels = batch_of(step)
-        with model.autocast():
-            img, txt, scale, bias = model(pixels, tokens)
-        t_obj = time.perf_counter()
-        out = objective(img, txt, labels, scale, bias)
-        state["objective_s"] = state.get("objective_s", 0.0) + time.perf_counter() - t_obj
-        loss = out["loss"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if tcfg.grad_clip and float(tcfg.grad_clip) > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), float(tcfg.grad_clip))
-        optimizer.step()
-        scheduler.step()
+        log_now = (step + 1) % log_every == 0 or ((step + 1) % steps_per_epoch) == 0
+        out = stepper(pixels, tokens, labels, timed=log_now)
         state["step"] = step = step + 1
-        if step % log_every == 0 or (step % steps_per_epoch) == 0:
+        if log_now:
+            stepper.check(step)
             last = {k: float(v.detach()) for k, v in out.items() if torch.is_tensor(v) and v.numel() == 1}
-            history.append({"step": step, "lr": scheduler.get_last_lr()[0], "logit_scale": float(scale.detach()), **last})
+            history.append({"step": step, "lr": scheduler.get_last_lr()[0],
+                            "logit_scale": float(model.logit_scale().detach()), **last})
 
     # -- the bare loop: same modules, pre-built batches -------------------------------------------------
     prebuilt = []

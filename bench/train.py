@@ -16,11 +16,18 @@ Under an initialised ``torch.distributed`` group of W processes, every rank draw
 the same flips, takes rows ``r * B/W .. (r+1) * B/W - 1`` of each global batch of B = ``train.batch_size``,
 runs the model wrapped in ``DistributedDataParallel``; the objectives gather features and labels across
 ranks, so the loss is that of the global batch. Only rank 0 writes checkpoints and ``history.csv``.
+
+The step itself (``bench.train_step.TrainStep``: autocast, objective, scaler, clipping, optimiser, logit-scale
+clamp, device-side finiteness flags, objective timing) queues work on the device without a host
+synchronisation; the loop reads device values only at logging steps (``train.log_every``, the last step of
+every epoch and of the run): the logged metrics, the finiteness check (a non-finite loss term or gradient norm
+fails the cell naming it, and is also checked before every checkpoint), the objective's timing and, under
+torch.distributed, the preemption flag (one all-reduce). Labels stay on the host (the objectives build their
+targets there).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
@@ -38,6 +45,7 @@ from .data.sample import MultiGranularDataset
 from .models import TwoTower
 from .resume import resume
 from .store import atomic_write, write_text
+from .train_step import TrainStep, make_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -113,16 +121,6 @@ def make_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, total_ste
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def make_optimizer(model: torch.nn.Module, cfg: Any) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (decay if p.ndim >= 2 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": float(cfg.weight_decay)}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=float(cfg.lr), betas=tuple(float(b) for b in cfg.betas))
 
 
 def _rng_state() -> dict:
@@ -244,10 +242,13 @@ def pretrain(
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
         log.info("distributed: rank %d of %d, %d rows of every global batch of %d", rank, world, local_bs, bs)
 
-    start_step = step
+    stepper = TrainStep(model, net, objective, optimizer, scheduler, grad_clip=float(cfg.grad_clip or 0.0),
+                        device=device, world=world)
+    stepper.start_at(step)
     t0 = time.perf_counter()
 
     def save(reason: str) -> None:
+        stepper.check(step)  # never checkpoint non-finite weights (all ranks take part under torch.distributed)
         if not writer:
             return
         save_checkpoint(
@@ -264,11 +265,6 @@ def pretrain(
         log.debug("checkpoint at step %d (%s)", step, reason)
 
     model.train()
-    autocast = getattr(model, "autocast", contextlib.nullcontext)
-    # fp16 needs loss scaling (bf16 and fp32 do not); the scale is not checkpointed: a resumed fp16 run
-    # starts again from the initial scale
-    scaler = torch.amp.GradScaler(device.type, enabled=bool(getattr(model, "needs_grad_scaler", False)))
-    objective_time = 0.0  # forward time of the objective alone (this process, since the last resume)
     log_every = max(1, int(cfg.log_every))
     bar = tqdm(total=total, initial=step, desc="pretrain", leave=False, dynamic_ncols=True, disable=True if not writer else None)
     last_out: dict[str, float] = {}
@@ -287,34 +283,25 @@ def pretrain(
                     x = torch.where(flip.view(-1, 1, 1, 1), x.flip(2), x)
                 idx = idx[mine]
                 pixels = model.preprocess(x)
-                tokens = {g: batching[g].tokens[batching[g].token_ids[idx]].to(device) for g in levels}
-                labels = {g: batching[g].labels[idx].to(device) for g in levels}
-                with autocast():
-                    img, txt, scale, bias = net(pixels, tokens)
-                t_obj = time.perf_counter()
-                out = objective(img, txt, labels, scale, bias)
-                objective_time += time.perf_counter() - t_obj
-                loss = out["loss"]
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()  # a pass-through unless precision=fp16 on CUDA
-                if cfg.grad_clip and float(cfg.grad_clip) > 0:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), float(cfg.grad_clip))
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
+                tokens = {g: batching[g].tokens[batching[g].token_ids[idx]].to(device, non_blocking=True)
+                          for g in levels}
+                labels = {g: batching[g].labels[idx] for g in levels}  # on the host: targets are built there
+                log_now = (step + 1) % log_every == 0 or step + 1 == total or b == steps_per_epoch - 1
+                out = stepper(pixels, tokens, labels, timed=log_now)
                 step += 1
                 bar.update(1)
-                if step % log_every == 0 or step == total or b == steps_per_epoch - 1:
+                if log_now:  # the only place the host reads device values
+                    stepper.check(step)  # a non-finite loss term / gradient norm fails the cell, naming it
                     last_out = {k: float(v.detach()) for k, v in out.items() if torch.is_tensor(v) and v.numel() == 1}
                     row = {"step": step, "epoch": epoch + (b + 1) / steps_per_epoch, "lr": scheduler.get_last_lr()[0],
-                           "logit_scale": float(scale.detach()), **last_out}
+                           "logit_scale": float(model.logit_scale().detach()), **last_out}
                     history.append(row)
                     bar.set_postfix(loss=f"{last_out['loss']:.4f}")
                     if writer and time.perf_counter() - last_history_write > HISTORY_WRITE_S:
                         _write_history(cell_dir / "history.csv", history)  # progress for bench.status
                         last_history_write = time.perf_counter()
-                stop = _any_rank(PREEMPTION.requested, device, world)
+                # under torch.distributed the flag is agreed by an all-reduce: only at logging steps
+                stop = _any_rank(PREEMPTION.requested, device, world) if (world == 1 or log_now) else False
                 if stop:
                     save("preemption")
                     log.warning("preemption/timeout signal: checkpoint saved at step %d/%d; requeueing", step, total)
@@ -334,8 +321,10 @@ def pretrain(
         bar.close()
     if _any_rank(PREEMPTION.requested, device, world):  # a signal that came after the last step's check
         PREEMPTION.fire()
+    stepper.check(step)
     if step != total:  # a cell is done only when it ran the steps it planned
         raise RuntimeError(f"training stopped at step {step} of the {total} planned; the cell is not done")
+    obj_s, obj_n = stepper.objective_seconds()
     wall = elapsed + time.perf_counter() - t0
     seen = total * bs
     summary = {
@@ -345,7 +334,8 @@ def pretrain(
         "train/images_per_s": seen / wall if wall > 0 else float("nan"),
         "train/seconds_per_epoch": wall / max(1, int(cfg.epochs)),
         "train/final_logit_scale": float(model.logit_scale().detach()),
-        "train/objective_forward_s_per_step": objective_time / max(1, total - start_step),
+        # the objective's forward, timed (CUDA events on a GPU) on the logging steps of this process
+        "train/objective_forward_s_per_step": obj_s / obj_n if obj_n else float("nan"),
     }
     if history:
         summary.update({f"train/final_{k}": v for k, v in history[-1].items() if k not in ("step", "epoch", "lr", "logit_scale")})

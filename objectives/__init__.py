@@ -6,9 +6,20 @@
 ``OBJECTIVES`` maps every name (and alias) to its class. Names: ``clip``, ``siglip``, ``clip_multipositive``,
 ``soft_clip`` (aliases ``unicl``, ``flair``), ``medclip``, ``mgll``, ``mgll_released``.
 
+Every objective has two implementations, chosen by the option ``impl``: ``reference`` (its formula in plain
+torch, dense matrices and autograd, in the objective's own file on top of ``functional.py``) and ``fast``
+(the default: the fused engine of ``engine.py``/``plan.py``/``targets.py``, measured faster; no B x B
+temporaries, ``chunk_size`` for large batches, no host synchronisation when the labels are on the host). The
+tests hold the fast path to the reference, and the reference to slow loops written from the specification.
+
+Layout: ``registry.py`` (names, ``build``), ``options.py`` (option dataclasses checked by
+``bench.options``), ``batch.py`` (the checked, gathered batch), ``base.py`` (the call contract),
+``functional.py`` (the formulas), ``targets.py``/``plan.py``/``engine.py``/``blocks.py`` (the fast path),
+``distributed.py`` (gathering). ``bench/syncguard.py`` checks that a call never waits for the device.
+
 Adding an objective: one file with a class decorated ``@register("name")`` (options as a frozen dataclass
-extending ``CommonOptions``, ``compute`` returning named terms built from the shared pieces in
-``targets``/``plan``/``engine``), one import line below, one test file against a slow reference.
+extending ``CommonOptions``; ``reference`` returning the named terms as the formula; ``compute`` returning
+them from the engine's slots), one import line below, one test against the slow loops.
 
 See the README section "Objectives" for the table of objectives, the missing-text convention and the
 distributed and chunking guarantees.

@@ -11,7 +11,10 @@ Under an initialised group of ``W`` processes (equal local batches of ``B`` rows
   ``gather_with_grad=False`` the gather is a plain ``all_gather`` and, unless ``local_loss`` is set, the
   rank's own slot is replaced by the live local tensor (open_clip's behaviour): the value is unchanged, the
   gradient only holds the local partial derivative;
-- labels are all-gathered without gradient;
+- labels are all-gathered without gradient, where they are: labels on the host (how the training loop hands
+  them over) through a host (gloo) group, so that gathering them never waits for the device (with an NCCL
+  default group, a gloo group over the same ranks is made once, at the first gather); labels on a device
+  through the default group;
 - the rows of rank ``r`` are the global rows ``r * B .. r * B + B - 1`` (:attr:`DistContext.offset`), which
   is how targets find a rank's positives among the gathered columns (the offset bug of solo-learn #206 cannot
   happen because targets are always computed from gathered labels and global indices).
@@ -59,6 +62,22 @@ def _all_gather_with_grad(x: Tensor, group: Any) -> Tensor:
 
 def _dist_ready() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+_HOST_GROUPS: dict = {}
+
+
+def _host_group(group: Any) -> Any:
+    """A process group that gathers host tensors: ``group`` itself when its backend does, else a gloo group
+    over the same ranks (made once; every rank reaches the first gather at the same call)."""
+    backend = str(torch.distributed.get_backend(group)).lower()
+    if "gloo" in backend:
+        return group
+    key = id(group) if group is not None else None
+    if key not in _HOST_GROUPS:
+        ranks = None if group is None else torch.distributed.get_process_group_ranks(group)
+        _HOST_GROUPS[key] = torch.distributed.new_group(ranks=ranks, backend="gloo")
+    return _HOST_GROUPS[key]
 
 
 @dataclass
@@ -114,7 +133,8 @@ class DistContext:
         if send.dtype == torch.bool:
             send = send.to(torch.uint8)
         parts = [torch.empty_like(send) for _ in range(self.world_size)]
-        torch.distributed.all_gather(parts, send, group=self.group)
+        group = _host_group(self.group) if send.device.type == "cpu" else self.group
+        torch.distributed.all_gather(parts, send, group=group)
         out = torch.cat(parts, dim=0)
         return out.to(y.dtype) if out.dtype != y.dtype else out
 

@@ -34,8 +34,12 @@ Implementation (:class:`_SlotSums`, a custom autograd Function):
   element-wise work runs over row blocks with reused buffers (cheaper than fresh B x B temporaries);
   ``chunk_size = c > 0``: nothing of size R x K is stored; the forward and the backward compute S in
   blocks of ``c`` rows (the backward recomputes them), so the peak extra memory is a few ``c x K`` buffers;
-- a slot whose incoming gradient is exactly 0 is skipped in the backward (this is how a dropped NaN term,
-  e.g. the released KL, does not poison the gradient).
+- no host synchronisation: the incoming gradients stay 0-dim device tensors (the backward computes every
+  slot the plan holds, whatever its gradient), the row spans of positive pairs are host numbers computed from
+  the labels (``objectives/targets.py``); a raw-KL slot whose incoming gradient is exactly 0 (dropped because
+  non-finite, as the released code does) contributes exactly 0 (``torch.where``, so its NaN never spreads).
+
+The element-wise pieces on one row block live in ``objectives/blocks.py``.
 """
 
 from __future__ import annotations
@@ -47,12 +51,27 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from .blocks import (
+    Buffers,
+    Grads,
+    dot,
+    linear_forward,
+    raw_kl_grads,
+    raw_kl_value,
+    softplus,
+    softplus_threshold,
+    subtract_targets,
+)
 from .targets import Pairs
 
 __all__ = ["Group", "Plan", "View", "slot_sums"]
 
-#: element budget of one row block of the element-wise work when chunking is off
+#: element budget of one row block of the element-wise work when chunking is off, on the CPU (blocks that stay
+#: in cache are fastest there)
 ELEMENT_BLOCK = 1 << 19
+#: the same off the CPU: on a GPU every element-wise operation is a kernel launch, so the fewer blocks the
+#: better (one block up to B = K = 4096; the buffers are a few B x K matrices)
+ELEMENT_BLOCK_DEVICE = 1 << 24
 #: minimal rows of such a block
 MIN_BLOCK_ROWS = 32
 
@@ -102,43 +121,13 @@ def slot_sums(plan: Plan, feats: list[Tensor], scale: Tensor, bias: Tensor | Non
     return _SlotSums.apply(plan, scale, bias, *feats)
 
 
-class _Buffers:
-    """Reusable [rows, K] work buffers, keyed by name."""
-
-    def __init__(self, rows: int, dtype: torch.dtype, device: torch.device):
-        self.rows, self.dtype, self.device = rows, dtype, device
-        self._store: dict[tuple, Tensor] = {}
-
-    def get(self, key: tuple, n: int, k: int) -> Tensor:
-        t = self._store.get((key, k))
-        if t is None:
-            t = torch.empty(self.rows, k, dtype=self.dtype, device=self.device)
-            self._store[(key, k)] = t
-        return t[:n]
-
-
 def _block_rows(plan: Plan, group: Group, feats: list[Tensor]) -> tuple[int, int]:
     rows = feats[group.views[0].a].shape[0]
     kmax = max(feats[v.b].shape[0] for v in group.views)
     if plan.chunk_size > 0:
         return rows, max(1, min(plan.chunk_size, rows))
-    return rows, max(1, min(rows, max(MIN_BLOCK_ROWS, ELEMENT_BLOCK // max(kmax, 1))))
-
-
-def _softplus_threshold(dtype: torch.dtype) -> float:
-    return 20.0 if dtype != torch.float64 else 40.0
-
-
-def _softplus(x: Tensor, threshold: float, out: Tensor) -> Tensor:
-    """softplus(x) into ``out`` (log(1 + e^x); x itself above ``threshold``)."""
-    try:
-        return torch._C._nn.softplus(x, 1.0, threshold, out=out)
-    except (AttributeError, TypeError, RuntimeError):  # pragma: no cover - other torch builds
-        return out.copy_(torch.nn.functional.softplus(x, 1.0, threshold))
-
-
-def _dot(a: Tensor, b: Tensor) -> Tensor:
-    return torch.dot(a, b) if a.numel() else a.new_zeros(())
+    budget = ELEMENT_BLOCK if feats[0].device.type == "cpu" else ELEMENT_BLOCK_DEVICE
+    return rows, max(1, min(rows, max(MIN_BLOCK_ROWS, budget // max(kmax, 1))))
 
 
 class _SlotSums(torch.autograd.Function):
@@ -151,7 +140,7 @@ class _SlotSums(torch.autograd.Function):
         lse_row: dict[int, Tensor] = {}
         lse_col: dict[int, Tensor] = {}
         kl_row: dict[int, Tensor] = {}
-        thr = _softplus_threshold(dtype)
+        thr = softplus_threshold(dtype)
         tiny = torch.finfo(dtype).tiny
         chunked = plan.chunk_size > 0
 
@@ -163,7 +152,7 @@ class _SlotSums(torch.autograd.Function):
             for v in views:
                 if v.a not in scaled:
                     scaled[v.a] = feats[v.a] * scale
-            bufs = _Buffers(blk, dtype, device)
+            bufs = Buffers(blk, dtype, device)
             full: dict[int, Tensor] = {}
             if not chunked:
                 for vi, v in enumerate(views):
@@ -210,7 +199,7 @@ class _SlotSums(torch.autograd.Function):
                         lse = torch.log(se).add_(m)
                         lse_row[id(v)][r0:r1] = lse
                         if v.row_ce >= 0:
-                            parts[v.row_ce].append(_dot(v.pairs.t_row[r0:r1], lse))
+                            parts[v.row_ce].append(dot(v.pairs.t_row[r0:r1], lse))
                     # column log-sum-exp, online over row blocks
                     if v.col_ce >= 0:
                         cmax, csum, _ = col_state[vi]
@@ -220,10 +209,10 @@ class _SlotSums(torch.autograd.Function):
                         csum.add_(t2.sum(dim=0))
                         col_state[vi][0] = new_max
                     if v.pw >= 0:
-                        parts[v.pw].append(_softplus(s_blk, thr, t2).sum())
+                        parts[v.pw].append(softplus(s_blk, thr, t2).sum())
                     # target-linear parts: sum_ij W_ij S_ij (and sum_ij Y_ij S_ij)
                     if v.linear:
-                        _linear_forward(v, s_blk, t2, r0, r1, parts, col_state.get(vi), dtype)
+                        linear_forward(v, s_blk, t2, r0, r1, parts, col_state.get(vi), dtype)
 
                 if group.skl >= 0:
                     # log M = log(sum_g P^g) - log G, with P^g = t1 / se (clamped: underflowed entries have P = 0)
@@ -246,16 +235,16 @@ class _SlotSums(torch.autograd.Function):
                         kl_row[id(v)][r0:r1] = kl
                         parts[group.skl].append(kl.sum())
                 if group.rawkl >= 0:
-                    parts[group.rawkl].append(_raw_kl_value(blocks[0], blocks[1]))
+                    parts[group.rawkl].append(raw_kl_value(blocks[0], blocks[1]))
 
             for vi, v in enumerate(views):
                 if v.col_ce >= 0:
                     cmax, csum, ecol = col_state[vi]
                     lse_c = torch.log(csum).add_(cmax)
                     lse_col[id(v)] = lse_c
-                    parts[v.col_ce].append(_dot(v.pairs.t_col, lse_c))
+                    parts[v.col_ce].append(dot(v.pairs.t_col, lse_c))
                     if not v.pairs.sparse:
-                        parts[v.col_ce].append(-_dot(v.pairs.r_col, ecol))
+                        parts[v.col_ce].append(-dot(v.pairs.r_col, ecol))
 
         zero = torch.zeros((), dtype=dtype, device=device)
         acc = torch.stack([torch.stack(p).sum() if p else zero for p in parts]) if parts else zero.new_zeros(0)
@@ -275,15 +264,15 @@ class _SlotSums(torch.autograd.Function):
         bias_t = bias if ctx.has_bias else None
         dtype, device = feats[0].dtype, feats[0].device
         tiny = torch.finfo(dtype).tiny
-        gl = grad.tolist()
         need = ctx.needs_input_grad
         need_scale, need_bias = need[1], need[2] and ctx.has_bias
-        grads = _Grads(feats, [need[3 + i] for i in range(len(feats))], need_scale, need_bias, scale)
+        grads = Grads(feats, [need[3 + i] for i in range(len(feats))], need_scale, need_bias, scale)
         # without chunking the stored S becomes dL/dS in place; a second backward (retain_graph) recomputes S
         recompute = plan.chunk_size > 0 or ctx.consumed
 
-        def g_of(slot: int) -> float:
-            return gl[slot] if slot >= 0 else 0.0
+        def g_of(slot: int) -> Tensor | None:
+            """The incoming gradient of a slot as a 0-dim device tensor (never read on the host)."""
+            return grad[slot] if slot >= 0 else None
 
         for group in plan.groups:
             views = group.views
@@ -292,12 +281,12 @@ class _SlotSums(torch.autograd.Function):
                 continue
             g_skl, g_raw = g_of(group.skl), g_of(group.rawkl)
             coeffs = [(g_of(v.row_ce), g_of(v.col_ce), g_of(v.pw)) for v in views]
-            if g_skl == 0.0 and g_raw == 0.0 and all(c == (0.0, 0.0, 0.0) for c in coeffs):
-                continue
-            bufs = _Buffers(blk, dtype, device)
-            c_row = [(v.pairs.t_row * c[0]) if c[0] != 0.0 else None for v, c in zip(views, coeffs)]
-            c_col = [(v.pairs.t_col * c[1])[None, :] if c[1] != 0.0 else None for v, c in zip(views, coeffs)]
-            if g_skl != 0.0:
+            bufs = Buffers(blk, dtype, device)
+            c_row = [(v.pairs.t_row * c[0]) if c[0] is not None else None for v, c in zip(views, coeffs)]
+            c_col = [(v.pairs.t_col * c[1])[None, :] if c[1] is not None else None for v, c in zip(views, coeffs)]
+            if g_raw is not None:
+                raw_on = g_raw != 0  # a dropped (non-finite) raw KL gets exactly 0: its NaN never reaches dL/dS
+            if g_skl is not None:
                 log_g = math.log(len(views))
                 shift = [ctx.lse_row[id(v)] + ctx.kl_row[id(v)] - log_g for v in views]
             for r0 in range(0, rows, blk):
@@ -315,13 +304,13 @@ class _SlotSums(torch.autograd.Function):
                     blocks.append(s_blk)
                     probs.append(
                         torch.softmax(s_blk, dim=1, out=bufs.get(("P", vi), n, k))
-                        if coeffs[vi][0] != 0.0 or g_skl != 0.0
+                        if coeffs[vi][0] is not None or g_skl is not None
                         else None
                     )
                 # every quantity that reads S, before S's storage is overwritten by dL/dS
-                raw = _raw_kl_grads(blocks[0], blocks[1]) if g_raw != 0.0 else None
+                raw = raw_kl_grads(blocks[0], blocks[1]) if g_raw is not None else None
                 skl_d = []
-                if g_skl != 0.0:
+                if g_skl is not None:
                     k = feats[views[0].b].shape[0]
                     lm = bufs.get(("LM",), n, k)
                     torch.add(probs[0], probs[1], out=lm) if len(views) == 2 else torch.sum(
@@ -331,31 +320,31 @@ class _SlotSums(torch.autograd.Function):
                     for vi in range(len(views)):
                         # log P - log M - KL_i = S - (lse_i + KL_i - log G) - log(sum_g P^g)
                         d = torch.sub(blocks[vi], shift[vi][r0:r1, None], out=bufs.get(("D", vi), n, k)).sub_(lm)
-                        skl_d.append(d)
+                        skl_d.append(d.mul_(g_skl))
                 for vi, v in enumerate(views):
                     s_blk = blocks[vi]
                     k = feats[v.b].shape[0]
                     g_row, g_col, g_pw = coeffs[vi]
                     q = sig = None
-                    if g_col != 0.0:
+                    if g_col is not None:
                         q = torch.sub(s_blk, ctx.lse_col[id(v)][None, :], out=bufs.get(("Q", vi), n, k)).exp_()
-                    if g_pw != 0.0:
+                    if g_pw is not None:
                         sig = torch.sigmoid(s_blk, out=bufs.get(("SG", vi), n, k))
                     g = s_blk  # overwrite S with dL/dS
-                    if g_row != 0.0:
+                    if g_row is not None:
                         torch.mul(probs[vi], c_row[vi][r0:r1, None], out=g)
                     else:
                         g.zero_()
                     if q is not None:
                         g.addcmul_(q, c_col[vi])
                     if sig is not None:
-                        g.add_(sig, alpha=g_pw)
-                    if g_skl != 0.0:
-                        g.addcmul_(probs[vi], skl_d[vi], value=g_skl)
+                        g.addcmul_(sig, g_pw)
+                    if g_skl is not None:
+                        g.addcmul_(probs[vi], skl_d[vi])
                     if raw is not None:
-                        g.add_(raw[vi], alpha=g_raw)
-                    if g_row != 0.0 or g_col != 0.0 or g_pw != 0.0:
-                        _subtract_targets(g, bufs.get(("T", vi), n, k), v, v.pairs, r0, r1, g_row, g_col, g_pw, dtype)
+                        g.add_(torch.where(raw_on, raw[vi].mul_(g_raw), 0.0))
+                    if v.linear:
+                        subtract_targets(g, bufs.get(("T", vi), n, k), v, v.pairs, r0, r1, g_row, g_col, g_pw, dtype)
                     if recompute:
                         grads.consume(g, v, r0, r1)
             if not recompute:
@@ -368,131 +357,3 @@ class _SlotSums(torch.autograd.Function):
             for f, d, n in zip(feats, grads.d_feats, grads.need)
         ]
         return (None, grads.d_scale if need_scale else None, grads.d_bias if need_bias else None, *d_feats)
-
-
-class _Grads:
-    """Accumulates the gradients of the features, the scale and the bias from blocks of dL/dS."""
-
-    def __init__(self, feats: list[Tensor], need: list[bool], need_scale: bool, need_bias: bool, scale: Tensor):
-        self.feats, self.need, self.scale = feats, need, scale
-        self.need_scale, self.need_bias = need_scale, need_bias
-        self.d_feats: list[Tensor | None] = [None] * len(feats)
-        self.d_scale = torch.zeros((), dtype=feats[0].dtype, device=feats[0].device)
-        self.d_bias = torch.zeros((), dtype=feats[0].dtype, device=feats[0].device)
-        self._scaled: dict[int, Tensor] = {}
-
-    def scaled(self, i: int) -> Tensor:
-        if i not in self._scaled:
-            self._scaled[i] = self.feats[i] * self.scale
-        return self._scaled[i]
-
-    def _add(self, i: int, r0: int, r1: int, value: Tensor) -> None:
-        if self.d_feats[i] is None:
-            if r0 == 0 and r1 == self.feats[i].shape[0]:
-                self.d_feats[i] = value
-                return
-            self.d_feats[i] = torch.zeros_like(self.feats[i])
-        self.d_feats[i][r0:r1].add_(value)
-
-    def consume(self, g: Tensor, v: View, r0: int, r1: int) -> None:
-        """dL/dS for rows r0..r1-1 of view v -> dA = s dS B, dB = s dS^T A, ds = sum(dS * A B^T), db = sum(dS)."""
-        a_blk = self.feats[v.a][r0:r1]
-        if self.need[v.a] or self.need_scale:
-            u = g @ self.feats[v.b]
-            if self.need_scale:
-                self.d_scale.add_(torch.dot(u.reshape(-1), a_blk.reshape(-1)))
-            if self.need[v.a]:
-                self._add(v.a, r0, r1, u.mul_(self.scale))
-        if self.need[v.b]:
-            if self.d_feats[v.b] is None:
-                self.d_feats[v.b] = torch.mm(g.T, self.scaled(v.a)[r0:r1])
-            else:
-                self.d_feats[v.b].addmm_(g.T, self.scaled(v.a)[r0:r1])
-        if self.need_bias:
-            self.d_bias.add_(g.sum())
-
-
-def _linear_forward(
-    v: View, s_blk: Tensor, t: Tensor, r0: int, r1: int, parts: list[list[Tensor]], col_state, dtype
-) -> None:
-    """Forward target-linear parts on rows r0..r1-1: -sum W_row S, -sum W_col S, -sum Y S."""
-    pairs = v.pairs
-    if pairs.sparse:
-        a, b = pairs.span(r0, r1)
-        flat = (pairs.pi[a:b] - r0) * s_blk.shape[1] + pairs.pj[a:b]
-        vals = s_blk.reshape(-1).index_select(0, flat)
-        w_row = pairs.w_row[a:b]
-        if v.row_ce >= 0:
-            parts[v.row_ce].append(-_dot(w_row, vals))
-        if v.col_ce >= 0:
-            parts[v.col_ce].append(-_dot(pairs.w_col[a:b], vals))
-        if v.pw >= 0:
-            parts[v.pw].append(-(_dot(w_row, vals) if v.pw_soft else vals.sum()))
-        return
-    kb = pairs.kernel(r0, r1, dtype)
-    e = torch.mul(s_blk, kb, out=t)
-    e_row = e.sum(dim=1)
-    if v.col_ce >= 0:
-        col_state[2].add_(e.sum(dim=0))
-    if v.row_ce >= 0:
-        parts[v.row_ce].append(-_dot(pairs.r_row[r0:r1], e_row))
-    if v.pw >= 0:
-        if v.pw_soft:
-            parts[v.pw].append(-_dot(pairs.r_row[r0:r1], e_row))
-        elif pairs.binary_is_kernel:
-            parts[v.pw].append(-e_row.sum())
-        else:
-            parts[v.pw].append(-torch.mul(s_blk, kb > 0, out=t).sum())
-
-
-def _subtract_targets(
-    g: Tensor, t: Tensor, v: View, pairs: Pairs, r0: int, r1: int, g_row: float, g_col: float, g_pw: float, dtype
-) -> None:
-    """g -= g_row W_row + g_col W_col + g_pw Y on rows r0..r1-1."""
-    if pairs.sparse:
-        a, b = pairs.span(r0, r1)
-        flat = (pairs.pi[a:b] - r0) * g.shape[1] + pairs.pj[a:b]
-        coef = pairs.w_row[a:b] * (-g_row)
-        if g_col != 0.0:
-            coef.sub_(pairs.w_col[a:b], alpha=g_col)
-        if g_pw != 0.0:
-            if v.pw_soft:
-                coef.sub_(pairs.w_row[a:b], alpha=g_pw)
-            else:
-                coef.sub_(g_pw)
-        g.view(-1).index_add_(0, flat, coef)
-        return
-    r_row = pairs.r_row[r0:r1]
-    alpha = r_row * g_row
-    if g_pw != 0.0:
-        if v.pw_soft:
-            alpha = alpha + r_row * g_pw
-        elif pairs.binary_is_kernel:
-            alpha = alpha + g_pw
-    kb = pairs.kernel(r0, r1, dtype)
-    if g_col != 0.0:
-        torch.add(alpha[:, None], pairs.r_col[None, :] * g_col, out=t).mul_(kb)
-    else:
-        torch.mul(kb, alpha[:, None], out=t)
-    g.sub_(t)
-    if g_pw != 0.0 and not v.pw_soft and not pairs.binary_is_kernel:
-        g.sub_((kb > 0).to(dtype), alpha=g_pw)
-
-
-def _raw_kl_value(a: Tensor, d: Tensor) -> Tensor:
-    """sum_ij [kl_div(log a, m) + kl_div(log d, m)] elements, m = (a + d) / 2, torch's convention
-    kl_div(input, target) = xlogy(target, target) - target * input (NaN where a or d <= 0)."""
-    m = (a + d).mul_(0.5)
-    val = torch.xlogy(m, m).mul_(2.0)
-    val.sub_(m * torch.log(a)).sub_(m * torch.log(d))
-    return val.sum()
-
-
-def _raw_kl_grads(a: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
-    """Derivatives of the elements of :func:`_raw_kl_value` with respect to a and d (where finite)."""
-    m = (a + d).mul_(0.5)
-    la, ld = torch.log(a), torch.log(d)
-    common = torch.log(m).add_(1.0).sub_(la, alpha=0.5).sub_(ld, alpha=0.5)
-    da = common - m / a
-    dd = common.sub_(m / d)
-    return da, dd

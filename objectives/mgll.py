@@ -23,17 +23,23 @@ weighted total. With one level and ``terms=[sclip]`` the loss is ``a1 * soft_cli
 
 Missing texts: each level's terms use the samples present at that level (B = their count); ``skl`` uses
 the samples present at every level taking part, as rows and as the support of the distributions.
+
+:meth:`MGLL.reference` is these equations in plain torch; :meth:`MGLL.compute` (the default, ``impl=fast``)
+asks the engine for the same sums from one matrix product per level, without B x B temporaries.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
+import torch
 from torch import Tensor
 
-from .base import Batch, CommonOptions, Objective, check_choice, check_levels, register, safe_div, weighted
+from . import functional as fn
+from .base import Batch, CommonOptions, Objective, register, safe_div, weighted
 from .errors import ObjectiveConfigError
+from .options import LEVELS_HELP, TARGET_HELP
 from .plan import LevelRequest
 
 __all__ = ["MGLL", "TERMS"]
@@ -43,38 +49,24 @@ TERMS = ("sclip", "pointwise", "skl")
 
 @dataclass(frozen=True)
 class MGLLOptions(CommonOptions):
-    terms: tuple[str, ...] = TERMS
-    weights: tuple[float, ...] = (0.5, 1.0, 1.0)
-    soft_labels: bool = True
-    levels: tuple[str, ...] | None = None
-    target: str = "exact"
-    pointwise_target: str = "binary"
+    terms: tuple[str, ...] = field(default=TERMS, metadata={"choices": TERMS, "min_len": 1, "help": (
+        "the terms of L taking part (any non-empty subset; the paper's Table 3 ablation)")})
+    weights: tuple[float, float, float] = field(default=(0.5, 1.0, 1.0), metadata={"min": 0.0, "help": (
+        "(a1, a2, a3): the weights of sum_g sCLIP_g, sum_g P_g and sKL (>= 0)")})
+    soft_labels: bool = field(default=True, metadata={"help": (
+        "false: the identity replaces W and Y (single-label, instance targets)")})
+    levels: tuple[str, ...] | None = field(default=None, metadata=LEVELS_HELP)
+    target: Literal["exact", "jaccard"] = field(default="exact", metadata=TARGET_HELP)
+    pointwise_target: Literal["binary", "soft"] = field(default="binary", metadata={"help": (
+        "the point-wise target: binary Y (paper) or the soft W (the released code)")})
 
-    def check(self, objective: str) -> None:
-        if not self.terms:
-            raise ObjectiveConfigError(objective, "terms", "must not be empty", allowed=list(TERMS))
-        unknown = [t for t in self.terms if t not in TERMS]
-        if unknown:
-            raise ObjectiveConfigError(objective, "terms", f"unknown term(s) {unknown}", allowed=list(TERMS))
-        if len(set(self.terms)) != len(self.terms):
-            raise ObjectiveConfigError(objective, "terms", f"repeats a term: {list(self.terms)}", allowed=list(TERMS))
-        if len(self.weights) != 3 or not all(math.isfinite(w) for w in self.weights):
-            raise ObjectiveConfigError(
-                objective,
-                "weights",
-                f"needs three finite numbers (a1, a2, a3), got {list(self.weights)}",
-                allowed="[a1, a2, a3] for sclip, pointwise, skl",
-            )
-        check_choice(objective, "target", self.target, ("exact", "jaccard"))
-        check_choice(objective, "pointwise_target", self.pointwise_target, ("binary", "soft"))
-        check_levels(objective, "levels", self.levels)
+    def check(self) -> None:
+        super().check()
+        self.check_distinct("terms", self.terms, allowed=list(TERMS))
+        self.check_levels("levels", self.levels)
         if "skl" in self.terms and self.levels is not None and len(self.levels) < 2:
-            raise ObjectiveConfigError(
-                objective,
-                "terms",
-                f"'skl' compares levels and needs at least two, but levels={list(self.levels)}",
-                allowed="drop 'skl' from terms, or give two or more levels",
-            )
+            raise self.fail("terms", f"'skl' compares levels and needs at least two, but levels={list(self.levels)}",
+                            allowed="drop 'skl' from terms, or give two or more levels")
 
 
 @register("mgll")
@@ -97,16 +89,42 @@ class MGLL(Objective):
     def needs_labels(self, level: str) -> bool:
         return self._uses_targets
 
-    def compute(self, batch: Batch) -> dict[str, Tensor]:
-        o = self.opt
-        levels = batch.levels
-        if "skl" in o.terms and len(levels) < 2:
+    def _check_levels(self, levels: list[str]) -> None:
+        if "skl" in self.opt.terms and len(levels) < 2:
             raise ObjectiveConfigError(
                 self.label,
                 "terms",
                 f"'skl' needs at least two levels; the batch gives {levels}",
                 allowed="drop 'skl' from terms, or train with two or more levels",
             )
+
+    def reference(self, batch: Batch) -> dict[str, Tensor]:
+        o = self.opt
+        self._check_levels(batch.levels)
+        out: dict[str, Tensor] = {}
+        for g in batch.levels:
+            keep = batch.present(g)
+            S = batch.logits(g, keep)  # S^g = s X (Y^g)^T over the samples present at g
+            if o.soft_labels:
+                C = fn.cooccurrence(batch.label_rows(g, keep), o.target, S.dtype)
+                W, Y = fn.row_normalise(C), fn.binary(C)
+            else:
+                W = Y = torch.eye(S.shape[0], dtype=S.dtype, device=S.device)
+            if o.pointwise_target == "soft":
+                Y = W
+            if "sclip" in o.terms:
+                out[f"sclip/{g}"] = 0.5 * (fn.soft_ce(S, W) + fn.soft_ce(S.T, W))  # Eq. 3, both directions
+            if "pointwise" in o.terms:
+                out[f"pointwise/{g}"] = fn.bce_mean(S, Y)  # Eq. 4, mean over the B^2 entries
+        if "skl" in o.terms:
+            keep = batch.present(*batch.levels)  # the samples present at every level
+            out["skl"] = fn.smooth_kl([batch.logits(g, keep) for g in batch.levels])  # Eqs. 5-6
+        return out
+
+    def compute(self, batch: Batch) -> dict[str, Tensor]:
+        o = self.opt
+        levels = batch.levels
+        self._check_levels(levels)
         kind = o.target if self._uses_targets else "identity"
         sclip, pw = "sclip" in o.terms, "pointwise" in o.terms
         requests = {
@@ -133,6 +151,7 @@ class MGLL(Objective):
         return out
 
     def combine(self, terms: dict[str, Tensor], batch: Batch) -> Tensor:
+        """L = a1 sum_g sCLIP_g + a2 sum_g P_g + a3 sKL (Eq. 7)."""
         a1, a2, a3 = self.opt.weights
         w = {}
         for k in terms:

@@ -17,6 +17,10 @@ Rows and columns (see ``objectives/targets.py`` for the missing-text convention)
   gathered texts, and the text -> image direction this rank's texts against the gathered images (two
   products, as open_clip); targets come from the gathered labels at the rows' global indices
   (``rank * local_batch + i``).
+
+Which samples are present, their indices and counts are host tensors and Python numbers (from the labels,
+see ``objectives/targets.py``); index tensors reach the device by ``non_blocking`` copies, so nothing here
+waits for the device.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from torch import Tensor
 
 from .distributed import DistContext
 from .engine import Group, Plan, View, slot_sums
-from .targets import LevelTargets, Pairs
+from .targets import LevelTargets, Pairs, to_device
 
 __all__ = ["LevelRequest", "Sums", "level_sums"]
 
@@ -64,23 +68,27 @@ class _Features:
         self.tensors: list[Tensor] = []
         self._index: dict[int, int] = {}
         self._selected: dict[int, list[tuple[Tensor | None, Tensor]]] = {}
+        self._alive: list[Tensor] = []  # keeps the keys of _index / _selected (ids) valid
 
     def index(self, t: Tensor) -> int:
         key = id(t)
         if key not in self._index:
+            self._alive.append(t)
             self._index[key] = len(self.tensors)
             self.tensors.append(t)
         return self._index[key]
 
     def select(self, t: Tensor, idx: Tensor | None) -> Tensor:
-        """``t[idx]`` (``t`` itself when idx is None), reusing an earlier equal selection."""
+        """``t[idx]`` (``t`` itself when idx is None; ``idx`` a host index tensor), reusing an earlier equal
+        selection."""
         if idx is None:
             return t
+        self._alive.append(t)
         seen = self._selected.setdefault(id(t), [])
         for prev_idx, prev in seen:
             if prev_idx is not None and prev_idx.shape == idx.shape and torch.equal(prev_idx, idx):
                 return prev
-        out = t.index_select(0, idx)
+        out = t.index_select(0, to_device(idx, t.device))
         seen.append((idx, out))
         return out
 
@@ -117,9 +125,9 @@ def level_sums(
         return slots[key]
 
     def present_index(t: LevelTargets) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
-        """(global present indices or None, local present indices or None, rows' global indices)."""
+        """(global present indices or None, local present indices or None, rows' global indices): host."""
         if t.all_present:
-            rows = torch.arange(offset, offset + b_local, device=image.device) if local else None
+            rows = torch.arange(offset, offset + b_local) if local else None
             return None, None, rows
         gidx = t.present.nonzero().squeeze(1)
         lidx = t.present[offset : offset + b_local].nonzero().squeeze(1) if local else None
@@ -130,7 +138,7 @@ def level_sums(
 
     for level, req in requests.items():
         t = req.targets
-        sums.n[level] = int(t.present.sum()) if not t.all_present else n_total
+        sums.n[level] = t.n_present
         if not (req.row_ce or req.col_ce or req.pointwise):
             continue
         gidx, lidx, ridx = present_index(t)
@@ -169,8 +177,9 @@ def level_sums(
         joint = ct[cross_levels[0]].present.clone()
         for g in cross_levels[1:]:
             joint &= ct[g].present
-        all_joint = bool(joint.all())
-        sums.n_joint = n_total if all_joint else int(joint.sum())
+        n_joint = int(joint.sum())
+        all_joint = n_joint == n_total
+        sums.n_joint = n_joint
         reuse = all(g in row_views for g in cross_levels) and all(
             (ct[g].all_present and all_joint) or torch.equal(ct[g].present, joint) for g in cross_levels
         )

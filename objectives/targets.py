@@ -16,14 +16,17 @@ Co-occurrence ``C`` (symmetric, B x B), over the present samples:
 - ``medclip``: ``C_ij = exp(G_ij - g)`` with ``G = M M^T`` (label dot products) and ``g = max_i G_ii``, so
   that the row-normalised ``C`` is MedCLIP's ``softmax_row(M M^T)``.
 
-Soft target ``W_ij = C_ij / sum_k C_ik`` (rows sum to 1), binary target ``Y_ij = 1[C_ij > 0]``.
+Soft target ``W_ij = C_ij / sum_k C_ik`` (rows sum to 1), binary target ``Y_ij = 1[C_ij > 0]``. The plain
+dense formulas are in ``objectives/functional.py`` (what the reference implementations use).
 
-Everything is tensor operations: one comparison (ids) or one matmul (multi-hot) per block, ``torch.unique``
-for the row sums (``c_i = sum_k C_ik`` is computed on the distinct label sets only). The dense helpers
-(:func:`cooccurrence`, :func:`soft_targets`, :func:`binary_targets`, :func:`medclip_targets`) build full B x B
-matrices for tests and inspection; the objectives never do: they ask a :class:`LevelTargets` for
-:class:`Pairs` between the rows and the columns of one similarity matrix, and evaluate blocks of the kernel
-inside the loss computation (``objectives/engine.py``).
+Where the work happens (no device-to-host synchronisation). Everything whose *shape* depends on the labels
+(which samples are present, the counts of equal ids, the list of positive pairs, the number of distinct
+label sets) is computed from the labels on the host, once per batch, before anything is copied to the device
+(copies are ``non_blocking``); labels given on a device are copied to the host first (one synchronisation: the
+training loop hands them over on the host). What only needs arithmetic on the device (Jaccard and MedCLIP
+row sums, kernel blocks) is computed there. The objectives never build B x B target matrices: they ask a
+:class:`LevelTargets` for :class:`Pairs` between the rows and the columns of one similarity matrix and
+evaluate blocks of the kernel inside the loss computation (``objectives/engine.py``).
 """
 
 from __future__ import annotations
@@ -52,8 +55,13 @@ __all__ = [
 Kind = Literal["identity", "exact", "jaccard", "medclip"]
 KINDS: tuple[str, ...] = ("identity", "exact", "jaccard", "medclip")
 
-#: element budget of one block when a kernel is evaluated on all pairs of distinct label sets
+#: element budget of one block when a kernel is evaluated on all pairs of label sets
 _BLOCK_ELEMENTS = 1 << 22
+#: exact/identity positives are handled as a list of (row, column) pairs when they fill at most this
+#: fraction of the matrix, else as dense kernel blocks
+SPARSE_FRACTION = 0.25
+#: off the CPU the list is also copied to the device: at most this many positives per row on average
+SPARSE_PER_ROW_DEVICE = 64
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -96,6 +104,11 @@ def ids_from_multi_hot(labels: Tensor) -> Tensor:
     return ids
 
 
+def to_device(x: Tensor | None, device: torch.device) -> Tensor | None:
+    """A host tensor on ``device`` without a host synchronisation (``non_blocking``)."""
+    return x if x is None or x.device == device else x.to(device, non_blocking=True)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # kernels on blocks
 # ---------------------------------------------------------------------------------------------------------
@@ -122,16 +135,20 @@ def _kernel_dense(kind: str, keys_r: Tensor, keys_c: Tensor, dtype: torch.dtype,
     raise ValueError(f"unknown target kind {kind!r}; known: {list(KINDS)}")
 
 
+def _row_sums(kind: str, keys: Tensor, weight: Tensor, gmax: float) -> Tensor:
+    """c_i = sum_j K(keys_i, keys_j) weight_j, in blocks of rows (shapes fixed: runs on any device)."""
+    n = keys.shape[0]
+    out = torch.empty(n, dtype=keys.dtype, device=keys.device)
+    step = max(1, _BLOCK_ELEMENTS // max(n, 1))
+    for r0 in range(0, n, step):
+        out[r0 : r0 + step] = _kernel_dense(kind, keys[r0 : r0 + step], keys, keys.dtype, gmax) @ weight
+    return out
+
+
 def _row_sums_by_unique(kind: str, keys: Tensor, gmax: float) -> Tensor:
-    """c_i = sum_j K(keys_i, keys_j) over all rows of ``keys``, evaluated on the distinct rows only."""
+    """As :func:`_row_sums` with weight 1, evaluated on the distinct rows only (the host's way)."""
     uniq, inv, cnt = torch.unique(keys, dim=0, return_inverse=True, return_counts=True)
-    cnt = cnt.to(keys.dtype)
-    u = uniq.shape[0]
-    out = torch.empty(u, dtype=keys.dtype, device=keys.device)
-    step = max(1, _BLOCK_ELEMENTS // max(u, 1))
-    for r0 in range(0, u, step):
-        out[r0 : r0 + step] = _kernel_dense(kind, uniq[r0 : r0 + step], uniq, keys.dtype, gmax) @ cnt
-    return out[inv]
+    return _row_sums(kind, uniq, cnt.to(keys.dtype), gmax)[inv]
 
 
 def _exact_counts(ids: Tensor, dtype: torch.dtype) -> Tensor:
@@ -140,52 +157,36 @@ def _exact_counts(ids: Tensor, dtype: torch.dtype) -> Tensor:
     return cnt.index_select(0, inv).to(dtype)
 
 
-def _on_present(fn, keys: Tensor, present: Tensor, all_present: bool, dtype: torch.dtype) -> Tensor:
-    """``fn(keys of the present samples)`` scattered to [N], 0 for the missing samples."""
-    if all_present:
-        return fn(keys)
-    out = torch.zeros(present.shape[0], dtype=dtype, device=present.device)
-    kp = keys[present]
-    if kp.shape[0]:
-        out[present] = fn(kp)
-    return out
-
-
-# ---------------------------------------------------------------------------------------------------------
-# per-level targets on the (gathered) batch, and pairs between the rows and columns of one matrix
-# ---------------------------------------------------------------------------------------------------------
-#: exact/identity positives are handled as a list of (row, column) pairs when they fill at most this
-#: fraction of the matrix, else as dense kernel blocks
-SPARSE_FRACTION = 0.25
-
-
 def positive_pairs(keys_row: Tensor, keys_col: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """All (i, j) with ``keys_row[i] == keys_col[j]``, sorted by i: (pi, pj, row_ptr) with the pairs of row
-    i at ``row_ptr[i]:row_ptr[i+1]``. O(P + (R + K) log K) for P pairs (sort + searchsorted)."""
+    i at ``row_ptr[i]:row_ptr[i+1]``. O(P + (R + K) log K) for P pairs (sort + searchsorted). Host tensors."""
     order = torch.argsort(keys_col, stable=True)
     ks = keys_col[order]
     lo = torch.searchsorted(ks, keys_row, right=False)
     cnt = torch.searchsorted(ks, keys_row, right=True) - lo
-    row_ptr = torch.zeros(keys_row.shape[0] + 1, dtype=torch.long, device=keys_row.device)
+    row_ptr = torch.zeros(keys_row.shape[0] + 1, dtype=torch.long)
     torch.cumsum(cnt, 0, out=row_ptr[1:])
     p = int(row_ptr[-1])
-    pi = torch.repeat_interleave(torch.arange(keys_row.shape[0], device=keys_row.device), cnt, output_size=p)
-    within = torch.arange(p, device=keys_row.device) - row_ptr[:-1].index_select(0, pi)
+    pi = torch.repeat_interleave(torch.arange(keys_row.shape[0]), cnt, output_size=p)
+    within = torch.arange(p) - row_ptr[:-1].index_select(0, pi)
     pj = order.index_select(0, lo.index_select(0, pi) + within)
     return pi, pj, row_ptr
 
 
+# ---------------------------------------------------------------------------------------------------------
+# pairs between the rows and columns of one matrix, and per-level targets on the (gathered) batch
+# ---------------------------------------------------------------------------------------------------------
 @dataclass(eq=False)
 class Pairs:
-    """Targets between the rows and the columns of one similarity matrix S [R, K].
+    """Targets between the rows and the columns of one similarity matrix S [R, K] (device tensors).
 
     Row-direction weights (softmax over columns): ``K_ij * r_row_i``; column-direction weights (softmax over
     rows): ``K_ij * r_col_j``; ``t_row`` / ``t_col`` are the total target mass of a row / column.
 
     Exact and identity kernels are 0/1; when their positives are few (``sparse``) they are kept as the list
-    of positive pairs (``pi``, ``pj``, ``row_ptr``; per-pair weights ``w_row = r_row[pi]``,
-    ``w_col = r_col[pj]``) and no block of K is ever built. Otherwise :meth:`kernel` evaluates K on blocks of
-    rows (a comparison for ids, a matmul for multi-hot labels)."""
+    of positive pairs (``pi``, ``pj``; per-pair weights ``w_row = r_row[pi]``, ``w_col = r_col[pj]``; the
+    pairs of rows r0..r1-1 are :meth:`span`, known on the host) and no block of K is ever built. Otherwise
+    :meth:`kernel` evaluates K on blocks of rows (a comparison for ids, a matmul for multi-hot labels)."""
 
     kind: str
     r_row: Tensor
@@ -199,21 +200,20 @@ class Pairs:
     gmax: float = 0.0
     pi: Tensor | None = None
     pj: Tensor | None = None
-    row_ptr: Tensor | None = None
     w_row: Tensor | None = None
     w_col: Tensor | None = None
-
-    _ptr: list[int] | None = None
+    #: host row pointers of the pairs (None with ``pi``: one pair per row, row i's at index i)
+    row_ptr: list[int] | None = None
 
     @property
     def sparse(self) -> bool:
         return self.pi is not None
 
     def span(self, r0: int, r1: int) -> tuple[int, int]:
-        """Index range of the positive pairs of rows r0..r1-1 (one host sync per Pairs)."""
-        if self._ptr is None:
-            self._ptr = self.row_ptr.tolist()
-        return self._ptr[r0], self._ptr[r1]
+        """Index range of the positive pairs of rows r0..r1-1 (host arithmetic)."""
+        if self.row_ptr is None:
+            return r0, r1
+        return self.row_ptr[r0], self.row_ptr[r1]
 
     @property
     def binary_is_kernel(self) -> bool:
@@ -235,19 +235,23 @@ class Pairs:
 class LevelTargets:
     """Targets of one level over the whole (gathered) batch of N samples.
 
-    ``counts[i] = sum_j C_ij`` over present j; ``r`` is the row normaliser (``1/counts`` for soft targets, 1
-    for unnormalised ones) and ``t`` the target mass of a row (1 for soft targets, ``counts`` otherwise);
-    both are 0 for missing samples."""
+    Host: ``present`` (bool [N]), ``all_present``, ``n_present``, ``keys_host``. Device: ``keys``, ``counts``
+    (``sum_j C_ij`` over present j), ``r`` (the row normaliser: ``1/counts`` for soft targets, 1 for
+    unnormalised ones) and ``t`` (the target mass of a row: 1 for soft targets, ``counts`` otherwise); ``r``
+    and ``t`` are 0 for missing samples."""
 
     kind: str
     normalise: bool
     present: Tensor
+    keys_host: Tensor | None
     keys: Tensor | None
     counts: Tensor
     r: Tensor
     t: Tensor
     gmax: float = 0.0
     all_present: bool = True
+    n_present: int = 0
+    device: torch.device | None = None
 
     @classmethod
     def build(
@@ -261,83 +265,100 @@ class LevelTargets:
         device: torch.device | str = "cpu",
     ) -> LevelTargets:
         """Targets of kind ``kind`` for ``n`` samples with ``labels`` (None: no labels, every text present;
-        only ``identity`` works without labels)."""
+        only ``identity`` works without labels). Labels on a device are copied to the host first."""
         if kind not in KINDS:
             raise ValueError(f"unknown target kind {kind!r}; known: {list(KINDS)}")
+        device = torch.device(device)
         if labels is None:
             if kind != "identity":
                 raise ObjectiveInputError(f"target {kind!r} needs labels")
-            present = torch.ones(n, dtype=torch.bool, device=device)
+            present = torch.ones(n, dtype=torch.bool)
         else:
             if labels.shape[0] != n:
                 raise ObjectiveInputError(f"labels have {labels.shape[0]} rows, the batch has {n}")
-            present = present_mask(labels).to(device)
-        all_present = bool(present.all())
-        keys: Tensor | None = None
+            labels = labels.detach().cpu()
+            present = present_mask(labels)
+        n_present = int(present.sum())
+        all_present = n_present == n
+        keys_host: Tensor | None = None
         gmax = 0.0
+        counts: Tensor
         if kind == "identity":
-            keys = torch.arange(n, device=device)
             counts = present.to(dtype)
         elif kind == "exact":
-            keys = ids_from_multi_hot(labels) if is_multi_hot(labels) else labels
-            keys = keys.to(device=device, dtype=torch.long)
-            counts = _on_present(lambda kp: _exact_counts(kp, dtype), keys, present, all_present, dtype)
+            keys_host = (ids_from_multi_hot(labels) if is_multi_hot(labels) else labels).to(torch.long)
+            counts = torch.zeros(n, dtype=dtype)
+            if n_present:
+                counts[present] = _exact_counts(keys_host[present], dtype)
         else:
             if not is_multi_hot(labels):
                 raise ObjectiveInputError(f"target {kind!r} needs multi-hot labels [B, C]; got ids [B]")
-            keys = labels.to(device=device, dtype=dtype)
+            keys_host = labels.to(dtype)
             if kind == "jaccard":
-                keys = (keys > 0).to(dtype)
+                keys_host = (keys_host > 0).to(dtype)
             else:
-                keys = keys.clamp(min=0)  # missing rows (negative values) are never used
-                kp = keys if all_present else keys[present]
-                gmax = float((kp * kp).sum(1).max()) if kp.shape[0] else 0.0
-            counts = _on_present(lambda kp: _row_sums_by_unique(kind, kp, gmax), keys, present, all_present, dtype)
-        mask = present.to(dtype)
+                keys_host = keys_host.clamp(min=0)  # missing rows (negative values) are never used
+                kp = keys_host[present]
+                gmax = float((kp * kp).sum(1).max()) if n_present else 0.0
+            if device.type == "cpu":  # on the host: the kernel on the distinct label sets only
+                counts = torch.zeros(n, dtype=dtype)
+                if n_present:
+                    counts[present] = _row_sums_by_unique(kind, keys_host[present], gmax)
+            else:  # on the device, fixed shapes: the kernel against the present columns
+                keys_dev = to_device(keys_host, device)
+                mask_dev = to_device(present.to(dtype), device)
+                counts = _row_sums(kind, keys_dev, mask_dev, gmax).mul_(mask_dev)
+        mask = to_device(present.to(dtype), counts.device) if counts.device != present.device else present.to(dtype)
         if normalise:
             r = counts.reciprocal() if all_present else mask / counts.clamp(min=1e-30)
             t = mask
         else:
             r = mask
             t = counts
-        return cls(kind, normalise, present, keys, counts, r, t, gmax, all_present)
+        return cls(kind, normalise, present, keys_host, to_device(keys_host, device), to_device(counts, device),
+                   to_device(r, device), to_device(t, device), gmax, all_present, n_present, device)
 
     def pairs(self, ridx: Tensor | None, cidx: Tensor | None) -> Pairs:
-        """Pairs between rows ``ridx`` and columns ``cidx`` (global indices, increasing; None = all N)."""
+        """Pairs between rows ``ridx`` and columns ``cidx`` (host tensors of global indices, increasing;
+        None = all N)."""
+        dev = self.device
+        ridx_d, cidx_d = to_device(ridx, dev), to_device(cidx, dev)
 
         def take(x: Tensor | None, idx: Tensor | None) -> Tensor | None:
             return x if (x is None or idx is None) else x.index_select(0, idx)
 
         p = Pairs(
             self.kind,
-            r_row=take(self.r, ridx),
-            r_col=take(self.r, cidx),
-            t_row=take(self.t, ridx),
-            t_col=take(self.t, cidx),
-            keys_row=take(self.keys, ridx),
-            keys_col=take(self.keys, cidx),
+            r_row=take(self.r, ridx_d),
+            r_col=take(self.r, cidx_d),
+            t_row=take(self.t, ridx_d),
+            t_col=take(self.t, cidx_d),
+            keys_row=take(self.keys, ridx_d),
+            keys_col=take(self.keys, cidx_d),
             gmax=self.gmax,
         )
-        if self.kind == "identity":
-            n = self.present.shape[0]
-            rows = ridx if ridx is not None else torch.arange(n, device=self.present.device)
-            cols = cidx if cidx is not None else torch.arange(n, device=self.present.device)
+        n = self.present.shape[0]
+        if self.kind == "identity":  # one positive per row: the row's own column
             if ridx is None and cidx is None:
-                p.pi = p.pj = rows
+                p.pi = p.pj = torch.arange(n, device=dev)
             else:
-                p.pi = torch.arange(rows.shape[0], device=rows.device)
-                p.pj = torch.searchsorted(cols, rows)
-            p.row_ptr = torch.arange(rows.shape[0] + 1, device=rows.device)
+                rows = ridx if ridx is not None else torch.arange(n)
+                cols = cidx if cidx is not None else torch.arange(n)
+                p.pi = torch.arange(rows.shape[0], device=dev)
+                p.pj = to_device(torch.searchsorted(cols, rows), dev)
         elif self.kind == "exact":
-            r, k = p.keys_row.shape[0], p.keys_col.shape[0]
-            pi, pj, row_ptr = positive_pairs(p.keys_row, p.keys_col)
-            if pi.shape[0] <= SPARSE_FRACTION * r * k:
-                p.pi, p.pj, p.row_ptr = pi, pj, row_ptr
+            kr = self.keys_host if ridx is None else self.keys_host.index_select(0, ridx)
+            kc = self.keys_host if cidx is None else self.keys_host.index_select(0, cidx)
+            r, k = kr.shape[0], kc.shape[0]
+            pi, pj, row_ptr = positive_pairs(kr, kc)
+            few = pi.shape[0] <= SPARSE_FRACTION * r * k
+            if few and (dev.type == "cpu" or pi.shape[0] <= SPARSE_PER_ROW_DEVICE * max(r, 1)):
+                p.pi, p.pj, p.row_ptr = to_device(pi, dev), to_device(pj, dev), row_ptr.tolist()
         elif self.kind == "jaccard":
             p.n_row = p.keys_row.sum(1)
             p.n_col = p.keys_col.sum(1)
         if p.sparse:
-            p.w_row = p.r_row.index_select(0, p.pi)
+            p.w_row = p.r_row if (self.kind == "identity" and ridx is None and cidx is None) else p.r_row.index_select(0, p.pi)
             p.w_col = p.r_col.index_select(0, p.pj)
         return p
 
@@ -346,12 +367,12 @@ class LevelTargets:
         n = self.present.shape[0]
         dtype = self.counts.dtype
         if self.kind == "identity":
-            c = torch.eye(n, dtype=dtype, device=self.present.device)
+            c = torch.eye(n, dtype=dtype, device=self.counts.device)
         else:
             c = _kernel_dense(self.kind, self.keys, self.keys, dtype, self.gmax)
         if self.all_present:
             return c
-        m = self.present.to(dtype)
+        m = to_device(self.present.to(dtype), c.device)
         return c.mul_(m[:, None]).mul_(m[None, :])
 
 

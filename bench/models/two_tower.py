@@ -98,7 +98,8 @@ class TwoTower(nn.Module):
     """Image tower + text tower + logit scale (+ optional logit bias).
 
     ``forward(images, tokens)`` returns ``(image_features [B, D], {level: text_features [B, D]}, s, b)`` with
-    ``s`` the clamped positive multiplier and ``b`` the bias (or ``None``).
+    ``s = exp(t)`` the positive multiplier (``t`` kept in ``[0, ln logit_scale_max]`` by
+    :meth:`clamp_logit_scale_` after every optimiser step, as open_clip does) and ``b`` the bias (or ``None``).
 
     Tower configs are dicts with ``name`` and the tower's options; every image tower also takes ``freeze``
     (``false`` | ``true`` | k: train only the last k blocks and what follows them), ``grad_checkpointing`` and
@@ -131,9 +132,13 @@ class TwoTower(nn.Module):
             "precision": str(precision), "compile": bool(compile),
         }
         iname, tname = str(image_cfg.pop("name", "vit_tiny_custom")), str(text_cfg.pop("name", "tiny_transformer"))
-        if logit_scale_init <= 0 or logit_scale_init > logit_scale_max:
+        if not 1.0 <= float(logit_scale_max) < math.inf:
+            raise ModelConfigError(f"model.logit_scale_max={logit_scale_max} must be a finite number >= 1 (the scale "
+                                   f"is clamped to [1, max], i.e. its log to [0, ln max], as open_clip does)")
+        if not 1.0 <= logit_scale_init <= logit_scale_max:
             raise ModelConfigError(
-                f"model.logit_scale_init={logit_scale_init} must be in (0, model.logit_scale_max={logit_scale_max}]"
+                f"model.logit_scale_init={logit_scale_init} must be in [1, model.logit_scale_max={logit_scale_max}] "
+                "(the scale is clamped to that range after every optimiser step)"
             )
         if str(precision) not in PRECISIONS:
             raise ModelConfigError(f"model.precision={precision!r} is unknown; allowed: {list(PRECISIONS)}")
@@ -242,7 +247,7 @@ class TwoTower(nn.Module):
         x = torch.as_tensor(images)
         if x.ndim != 4 or x.shape[-1] != 3:
             raise ValueError(f"expected uint8 images [B, H, W, 3], got shape {tuple(x.shape)}")
-        x = x.to(self.pixel_mean.device)
+        x = x.to(self.pixel_mean.device, non_blocking=True)  # no host sync (pageable memory is staged at once)
         if x.shape[1] != self.resolution or x.shape[2] != self.resolution:
             x = F.interpolate(x.permute(0, 3, 1, 2).float(), size=(self.resolution, self.resolution), mode="bilinear",
                               antialias=True, align_corners=False).permute(0, 2, 3, 1)
@@ -260,8 +265,31 @@ class TwoTower(nn.Module):
         z = self.text(tokens)
         return F.normalize(z, dim=-1) if self.normalize_embeddings else z
 
+    # -- logit scale -------------------------------------------------------------------------------------
     def logit_scale(self) -> torch.Tensor:
-        return self.log_logit_scale.exp().clamp(max=self.logit_scale_max)
+        """``s = exp(t)`` with ``t`` the learned log-scale, kept in ``[0, ln logit_scale_max]``.
+
+        The training step clamps the parameter itself after every optimiser step (:meth:`clamp_logit_scale_`,
+        as open_clip's training loop and the released MGLL code do), so the gradient with respect to ``t`` is
+        never cut: a step may push ``t`` past the cap, the clamp brings it back, and a loss that wants a
+        smaller scale lowers it again. Nothing is clamped here (a clamp in the forward would cut the gradient
+        at the cap, which is what open_clip avoids)."""
+        return self.log_logit_scale.exp()
+
+    @torch.no_grad()
+    def clamp_logit_scale_(self) -> None:
+        """Clamp the log-scale parameter in place to ``[0, ln logit_scale_max]`` (after each optimiser step;
+        a device-side operation, no host synchronisation)."""
+        self.log_logit_scale.clamp_(0.0, math.log(self.logit_scale_max))
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """The trainable parameters by part, in the words error messages use: ``image tower``, ``text tower``,
+        ``logit scale``, ``logit bias`` (parts without trainable parameters are left out)."""
+        parts = {"image tower": list(self.visual.parameters()), "text tower": list(self.text.parameters()),
+                 "logit scale": [self.log_logit_scale],
+                 "logit bias": [self.logit_bias] if self.logit_bias is not None else []}
+        out = {k: [p for p in ps if p.requires_grad] for k, ps in parts.items()}
+        return {k: ps for k, ps in out.items() if ps}
 
     def forward(self, pixels: torch.Tensor, tokens: dict[str, torch.Tensor]):
         image = self.encode_image(pixels)

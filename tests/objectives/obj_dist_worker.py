@@ -27,6 +27,12 @@ CASES = [
     ("mgll_released", {"local_loss": True}, "positive"),
     ("mgll", {"gather_with_grad": False}, "ids"),
     ("mgll", {"gather_with_grad": False, "local_loss": True}, "ids"),
+    # the reference implementations under torch.distributed (global matrices on every rank)
+    ("clip", {"impl": "reference"}, "ids"),
+    ("mgll", {"impl": "reference"}, "ids"),
+    ("mgll", {"impl": "reference", "local_loss": True}, "ids"),
+    ("medclip", {"impl": "reference"}, "mh"),
+    ("mgll_released", {"impl": "reference"}, "positive"),
 ]
 
 

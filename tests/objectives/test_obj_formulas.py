@@ -13,6 +13,21 @@ from obj_helpers import make_batch, make_multi_hot
 TOL = dict(rtol=1e-10, atol=1e-12)
 
 
+@pytest.fixture(params=["fast", "reference"], autouse=True)
+def impl(request, monkeypatch):
+    """Every test here runs both implementations against the slow loops of obj_reference.py
+    (``chunk_size`` is the fast engine's; the reference computes unchunked)."""
+    real = objectives.build
+
+    def build(name, **options):
+        if request.param == "reference":
+            options.pop("chunk_size", None)
+        return real(name, **{"impl": request.param, **options})
+
+    monkeypatch.setattr(objectives, "build", build)
+    return request.param
+
+
 def _grads(loss, tensors):
     gs = torch.autograd.grad(loss, tensors, allow_unused=True, retain_graph=True)
     return [torch.zeros_like(t) if g is None else g for g, t in zip(gs, tensors)]

@@ -76,13 +76,13 @@ def test_bad_profile_key_is_named(tmp_path, monkeypatch):
 def test_executor_parameters():
     _, opts = resolve({"name": "slurm", "profile": "local", "account": "lab", "qos": "low", "mem": 8, "gpus": 2,
                        "tasks_per_node": 2, "additional": {"exclude": "n1"}})
-    p = launch._executor_parameters(opts, "ablation")
+    p = launch.slurm._executor_parameters(opts, "ablation")
     assert p["slurm_partition"] == "debug" and p["slurm_account"] == "lab" and p["slurm_qos"] == "low"
     assert p["mem_gb"] == 8.0 and p["gpus_per_node"] == 2 and p["tasks_per_node"] == 2 and p["nodes"] == 1
     assert p["timeout_min"] == 30 and p["name"] == "bench-ablation" and p["slurm_array_parallelism"] == 4
     assert p["slurm_additional_parameters"] == {"exclude": "n1"}
     _, opts = resolve({"name": "slurm", "mem": "500M"})
-    p = launch._executor_parameters(opts, "g")
+    p = launch.slurm._executor_parameters(opts, "g")
     assert p["slurm_mem"] == "500M" and "mem_gb" not in p and "slurm_partition" not in p
 
 
@@ -100,11 +100,6 @@ def test_runner_rejects_bad_launcher_before_anything(tmp_path, capsys):
 
 
 # -- SLURM state parsing and settling, with fake squeue/sacct ------------------------------------------------
-def test_expand_array_ids():
-    assert launch._expand("12_[1-3,5%2]") == ["12_1", "12_2", "12_3", "12_5"]
-    assert launch._expand("12_4") == ["12_4"] and launch._expand("7") == ["7"]
-
-
 def _fake_tools(folder: Path, squeue: str, sacct: str) -> None:
     folder.mkdir()
     for name, out in (("squeue", squeue), ("sacct", sacct)):
@@ -115,7 +110,8 @@ def _fake_tools(folder: Path, squeue: str, sacct: str) -> None:
 
 def test_states_and_settling_with_fake_slurm(tmp_path, monkeypatch):
     _fake_tools(tmp_path / "bin", squeue="12_3|RUNNING\n12_4|PENDING",
-                sacct="12_0|COMPLETED\n12_1|CANCELLED by 0\n12_2|OUT_OF_MEMORY\n12_[3-4]|PENDING")
+                sacct="JobID|State|NodeList\n12_0|COMPLETED|n1\n12_0.batch|COMPLETED|n1\n12_1|CANCELLED by 0|n1\n"
+                      "12_2|OUT_OF_MEMORY|n1\n12_[3-4%2]|PENDING|None")
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
     ids = ["12_0", "12_1", "12_2", "12_3", "12_4", "12_9"]
     states = launch.slurm_states(ids)

@@ -145,7 +145,7 @@ def test_an_inline_run_beside_a_slurm_array(tmp_path, monkeypatch, capsys):
     from bench.run import main as run_main
 
     monkeypatch.setenv("CONTRASTIVE_BENCH_CACHE", str(tmp_path.parent / "shared-cache"))
-    _fake_tools(tmp_path / "bin", squeue="90_0|PENDING\n90_1|RUNNING", sacct="90_[0-1]|PENDING")
+    _fake_tools(tmp_path / "bin", squeue="90_0|PENDING\n90_1|RUNNING", sacct="JobID|State|NodeList\n90_[0-1]|PENDING|None")
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
     fixed = {**FIXED, "train": {**FIXED["train"], "epochs": 1}}
     grid = tmp_path / "arr.yaml"

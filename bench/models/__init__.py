@@ -25,10 +25,12 @@ Checkpoints: ``save_encoder`` / ``load_encoder`` (config inside, ``torch.load(we
 
 from . import image as _image  # noqa: F401  (registers the image towers)
 from . import text as _text  # noqa: F401  (registers the text towers)
+from . import hf_text as _hf_text  # noqa: F401  (registers the Hugging Face text towers)
 from .checkpoint import load_encoder, load_mgll_checkpoint, read_encoder_file, save_encoder
 from .common import IMAGE_TOWERS, TEXT_TOWERS, LoadReport, ModelConfigError
 from .image import OpenCLIPVisual, TimmTower
-from .text import POOLINGS, HFText, OpenCLIPText, Tokenizer
+from .hf_text import POOLINGS, HFText
+from .text import OpenCLIPText, Tokenizer
 from .two_tower import IMAGE_MEAN, IMAGE_STD, PRECISIONS, TwoTower, build_model
 
 __all__ = [

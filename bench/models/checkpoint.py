@@ -37,7 +37,8 @@ from .common import (
     unwrap_state_dict,
 )
 from .image import OpenCLIPVisual
-from .text import HFText, OpenCLIPText, to_custom_text
+from .hf_text import HFText
+from .text import OpenCLIPText, to_custom_text
 from .two_tower import TwoTower
 
 log = logging.getLogger("bench.models")

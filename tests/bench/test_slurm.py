@@ -144,10 +144,11 @@ def test_array_preempted_element_resumes_from_its_checkpoint(tmp_path, capsys):
 
 
 def test_failed_and_cancelled_cells_are_reported_then_resumed(tmp_path):
+    # fails inside its job: a batch larger than the training set (the preflight, which finds it, is off)
     bad = {"label": "BAD", "objective": {"name": "clip", "level": "disease"}, "train": {"batch_size": 5000}}
     long = {"label": "LONG", "objective": {"name": "clip", "level": "disease"}, "train": {"epochs": 60}}
     grid = _grid(tmp_path, "fc", [bad, long])
-    args = [sys.executable, "-m", "bench.run", f"grid={grid}", f"results_dir={tmp_path / 'r'}", *SLURM]
+    args = [sys.executable, "-m", "bench.run", f"grid={grid}", f"results_dir={tmp_path / 'r'}", *SLURM, "preflight=false"]
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     root = tmp_path / "r" / "fc"
     try:
@@ -172,7 +173,7 @@ def test_failed_and_cancelled_cells_are_reported_then_resumed(tmp_path):
     assert "0 done, 2 failed" in text and "Cancelled" in text
 
     # rerun_failed=true resubmits both: LONG resumes from its checkpoint and completes, BAD fails again
-    assert run_main([f"grid={grid}", f"results_dir={tmp_path / 'r'}", *SLURM, "rerun_failed=true"]) == 1
+    assert run_main([f"grid={grid}", f"results_dir={tmp_path / 'r'}", *SLURM, "rerun_failed=true", "preflight=false"]) == 1
     assert store.cell_state(cells["LONG"]) == store.DONE
     assert (_resumed_step(cells["LONG"]) or 0) >= 5
     assert store.cell_state(cells["BAD"]) == store.FAILED

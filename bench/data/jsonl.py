@@ -56,7 +56,7 @@ class Options:
 
 
 
-def _check_meta(meta: Any, where: str) -> dict:
+def check_meta(meta: Any, where: str) -> dict:
     if not isinstance(meta, dict):
         raise DataConfigError(f"{where}: metadata must be an object with keys {list(META_KEYS)}, got {meta!r}")
     unknown = sorted(set(meta) - set(META_KEYS))
@@ -87,7 +87,7 @@ def _sidecar(path: Path) -> list[Path]:
     return [p for p in dict.fromkeys(names) if p.is_file()]
 
 
-def _parse_line(obj: Any, origin: Origin, levels, tasks, base: Path, problems: ProblemLog) -> Sample | None:
+def parse_record(obj: Any, origin: Origin, levels, tasks, base: Path, problems: ProblemLog) -> Sample | None:
     where = f"line {origin.line}"
     if not isinstance(obj, dict):
         problems.add(Problem.at(origin, None, f"a line must be a JSON object, got {type(obj).__name__}", f"{origin.file}:{origin.line}"))
@@ -183,7 +183,7 @@ def build(**options: Any) -> MultiGranularDataset:
         except json.JSONDecodeError:
             head = None
         if isinstance(head, dict) and set(head) == {"meta"}:
-            meta = _check_meta(head["meta"], f"{path}, line {first + 1}")
+            meta = check_meta(head["meta"], f"{path}, line {first + 1}")
             lines[first] = ""
     sidecars = _sidecar(path)
     if len(sidecars) + (meta is not None) > 1:
@@ -193,7 +193,7 @@ def build(**options: Any) -> MultiGranularDataset:
         )
     if sidecars:
         try:
-            meta = _check_meta(json.loads(sidecars[0].read_text()), str(sidecars[0]))
+            meta = check_meta(json.loads(sidecars[0].read_text()), str(sidecars[0]))
         except json.JSONDecodeError as e:
             raise DataConfigError(f"{sidecars[0]}: not valid JSON: {e}") from e
     meta = meta or {"levels": None, "vocab": {}, "tasks": {}}
@@ -210,7 +210,7 @@ def build(**options: Any) -> MultiGranularDataset:
             problems.add(Problem.at(origin, None, f"not valid JSON: {e}", f"{path}:{i}"))
             continue
         any_targets = any_targets or (isinstance(obj, dict) and bool(obj.get("targets")))
-        s = _parse_line(obj, origin, meta["levels"], meta["tasks"] or None, path.parent, problems)
+        s = parse_record(obj, origin, meta["levels"], meta["tasks"] or None, path.parent, problems)
         if s is not None:
             samples.append(s)
     if any_targets and not meta["tasks"]:

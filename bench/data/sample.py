@@ -6,7 +6,7 @@ CSV label tables, JSONL manifests) turns its input into a list of :class:`Sample
 
 A sample carries
 - ``image``: an ``H x W x 3`` uint8 RGB array, or a path that is read lazily (PIL for ordinary image files,
-  ``np.load(path)["image"]`` for ``.npz``);
+  ``np.load(path)["image"]`` for ``.npz``), or an :class:`ImageSource` (a member of a tar shard);
 - ``texts``: one text per level (``None`` when that level's text is missing for this sample);
 - ``labels``: the label names per level (a tuple, possibly empty), i.e. the label *set* behind the text;
 - ``targets``: downstream-task targets by task name (an ``int`` class index for multi-class tasks, a tuple
@@ -48,7 +48,7 @@ class Origin(NamedTuple):
 @dataclass
 class Sample:
     id: str
-    image: np.ndarray | str | Path
+    image: "np.ndarray | str | Path | ImageSource"
     texts: dict[str, str | None]
     labels: dict[str, tuple[str, ...]] = field(default_factory=dict)
     targets: dict[str, int | tuple[int, ...]] = field(default_factory=dict)
@@ -65,11 +65,29 @@ class TaskSpec:
     classes: tuple[str, ...]
 
 
-def load_image(image: np.ndarray | str | Path) -> np.ndarray:
-    """Return an ``H x W x 3`` uint8 RGB array from an array or a file path (``.npz`` key ``image``, or any
-    image PIL reads)."""
+class ImageSource:
+    """An image that is not a file of its own, e.g. a member of a tar shard (:mod:`bench.data.shards`).
+
+    ``read()`` returns the decoded array (raising an error that names where the image lives when its bytes
+    are corrupt); ``check()`` returns ``None`` when the image decodes, else what is wrong (used by
+    validation). Instances must be small and picklable: DataLoader workers receive them."""
+
+    __slots__ = ()
+
+    def read(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def check(self) -> str | None:
+        raise NotImplementedError
+
+
+def load_image(image: "np.ndarray | str | Path | ImageSource") -> np.ndarray:
+    """Return an ``H x W x 3`` uint8 RGB array from an array, an :class:`ImageSource` or a file path (``.npz``
+    key ``image``, or any image PIL reads)."""
     if isinstance(image, np.ndarray):
         arr = image
+    elif isinstance(image, ImageSource):
+        arr = image.read()
     else:
         path = Path(image)
         if path.suffix.lower() == ".npz":

@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from .problems import DataValidationError, Problem
-from .sample import SPLITS, MultiGranularDataset, Sample
+from .sample import SPLITS, ImageSource, MultiGranularDataset, Sample
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,10 @@ def check_image(path: str | Path) -> str | None:
         return f"corrupt image ({type(e).__name__}: {e}): {p}"
 
 
+def _check_item(item: "str | ImageSource") -> str | None:
+    return item.check() if isinstance(item, ImageSource) else check_image(item)
+
+
 def _check_array(arr: np.ndarray, where: object) -> str | None:
     ok = arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (1, 3, 4))
     if not ok or arr.size == 0:
@@ -66,6 +70,7 @@ def _image_problems(samples: Sequence[Sample], name: str) -> list[tuple[int, Pro
     """Problems of image arrays and files; a sample without an origin is named by the file (paths) or the
     dataset ``name`` (arrays)."""
     by_path: dict[str, list[int]] = {}
+    sources: list[int] = []  # samples whose image is an ImageSource (a shard member): checked by its check()
     out: list[tuple[int, Problem]] = []
     for i, s in enumerate(samples):
         if isinstance(s.image, np.ndarray):
@@ -74,24 +79,32 @@ def _image_problems(samples: Sequence[Sample], name: str) -> list[tuple[int, Pro
                 out.append((i, Problem.at(s.origin, "image", msg, s.id) if s.origin else Problem(name, "image", msg, sample=s.id)))
         elif isinstance(s.image, (str, Path)):
             by_path.setdefault(str(s.image), []).append(i)
+        elif isinstance(s.image, ImageSource):
+            sources.append(i)
         else:
             msg = f"image is neither an array nor a path: {type(s.image).__name__}"
             out.append((i, Problem.at(s.origin, "image", msg, s.id) if s.origin else Problem(name, "image", msg, sample=s.id)))
     paths = list(by_path)
-    if paths:
+    items: list = paths + [samples[i].image for i in sources]
+    if items:
         from tqdm.auto import tqdm
 
         workers = max(1, min(8, 2 * (os.cpu_count() or 1)))
         with ThreadPoolExecutor(workers) as pool:
             results = list(
                 tqdm(
-                    pool.map(check_image, paths, chunksize=64),
-                    total=len(paths),
+                    pool.map(_check_item, items, chunksize=64),
+                    total=len(items),
                     desc="checking images",
                     unit="img",
-                    disable=len(paths) <= PROGRESS_MIN_IMAGES,
+                    disable=len(items) <= PROGRESS_MIN_IMAGES,
                 )
             )
+        for i, msg in zip(sources, results[len(paths):]):
+            if msg is not None:
+                s = samples[i]
+                field = s.origin.image_field if s.origin and s.origin.image_field else "image"
+                out.append((i, Problem.at(s.origin, field, msg, s.id) if s.origin else Problem(name, field, msg, sample=s.id)))
         for path, msg in zip(paths, results):
             if msg is None:
                 continue

@@ -1,0 +1,288 @@
+"""WebDataset tar shards, read by random access: the member index, its cache, and :class:`ShardMember`.
+
+A shard is a plain (uncompressed) tar file in the layout of ``webdataset`` / open_clip: the members of one
+sample share a key (``<key>.<ext>``, the extension split off at the first dot of the file name, as
+``webdataset.tariterators.base_plus_ext`` does). ``data.format=wds`` (:mod:`bench.data.wds`) wants one image
+member (:data:`IMAGE_EXTS`) and one ``.json`` member per key.
+
+Random access instead of streaming: :func:`index_shard` reads a shard's tar headers once (and its small
+``.json`` members), recording where every image member's bytes lie (offset and size); an image is then read
+with one ``os.pread`` (:class:`ShardMember`), so the dataset stays map-style: the loader's sampler, rank
+slices and exact resume need no special case. Indexes are built in parallel (processes) over the shards
+not yet indexed and cached, one JSON file per shard keyed by its absolute path and checked against its size
+and modification time (:func:`load_index`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import multiprocessing
+import os
+import tarfile
+import tempfile
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .sample import ImageSource
+
+log = logging.getLogger(__name__)
+
+INDEX_VERSION = 1
+#: image member extensions, in order of preference when a key has several
+IMAGE_EXTS = ("png", "jpg", "jpeg", "webp", "npz", "npy", "bmp", "tif", "tiff", "ppm", "pgm", "gif")
+PARALLEL_MIN_SHARDS = 4  # index fewer shards than this in this process (a pool costs more than it saves)
+
+
+def split_name(name: str) -> tuple[str | None, str | None]:
+    """``("dir/abc", "seg.png")`` for ``"dir/abc.seg.png"``: the key and the extension, split at the first dot
+    of the file name (webdataset's rule); ``(None, None)`` without a dot."""
+    head, _, base = name.rpartition("/")
+    stem, dot, ext = base.partition(".")
+    if not dot or not stem:
+        return None, None
+    return (f"{head}/{stem}" if head else stem), ext
+
+
+# -- reading one member ------------------------------------------------------------------------------------
+_FDS: dict[str, int] = {}
+_FDS_PID: int | None = None
+_FDS_LOCK = threading.Lock()
+MAX_OPEN = 64  # open shard files kept per process
+
+
+def read_member(shard: str, offset: int, size: int) -> bytes:
+    """``size`` bytes at ``offset`` of ``shard``, through a small per-process cache of open files."""
+    global _FDS_PID
+    with _FDS_LOCK:
+        if _FDS_PID != os.getpid():  # a forked worker: its own descriptors
+            _FDS.clear()
+            _FDS_PID = os.getpid()
+        fd = _FDS.pop(shard, None)
+        if fd is None:
+            if len(_FDS) >= MAX_OPEN:
+                os.close(_FDS.pop(next(iter(_FDS))))
+            fd = os.open(shard, os.O_RDONLY)
+        _FDS[shard] = fd  # most recently used last
+        data = os.pread(fd, size, offset)
+    if len(data) != size:
+        raise OSError(f"shard is truncated: {size} bytes wanted at offset {offset}, {len(data)} read")
+    return data
+
+
+def decode_member(data: bytes, ext: str) -> np.ndarray:
+    """The array of an image member's bytes (``npz``: key ``image``; ``npy``; else PIL, converted to RGB)."""
+    ext = ext.lower().rsplit(".", 1)[-1]
+    if ext == "npz":
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            if "image" not in z.files:
+                raise ValueError(f"npz member has no array 'image' (it has {z.files})")
+            return z["image"]
+    if ext == "npy":
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+class ShardMember(ImageSource):
+    """An image member of a tar shard: ``shard`` (absolute path), ``name`` (the member's name), ``offset`` and
+    ``size`` of its bytes. ``read()`` raises :class:`~bench.errors.DataConfigError` naming the shard and the
+    member when the bytes are unreadable or corrupt."""
+
+    __slots__ = ("shard", "name", "offset", "size")
+
+    def __init__(self, shard: str, name: str, offset: int, size: int):
+        self.shard, self.name, self.offset, self.size = shard, name, offset, size
+
+    def __getstate__(self):
+        return (self.shard, self.name, self.offset, self.size)
+
+    def __setstate__(self, state):
+        self.shard, self.name, self.offset, self.size = state
+
+    def __eq__(self, other):
+        return isinstance(other, ShardMember) and self.__getstate__() == other.__getstate__()
+
+    def __hash__(self):
+        return hash(self.__getstate__())
+
+    def __repr__(self) -> str:
+        return f"ShardMember({self.shard!r}, {self.name!r})"
+
+    @property
+    def ext(self) -> str:
+        return split_name(self.name)[1] or ""
+
+    def raw(self) -> bytes:
+        """The member's bytes, as stored (an export copies them unchanged)."""
+        return read_member(self.shard, self.offset, self.size)
+
+    def _problem(self) -> tuple[np.ndarray | None, str | None]:
+        try:
+            data = self.raw()
+        except OSError as e:
+            return None, f"shard member {self.name} is unreadable ({e.strerror or e}): {self.shard}"
+        try:
+            arr = decode_member(data, self.ext)
+        except Exception as e:  # PIL / numpy decoding errors: the member is corrupt
+            return None, f"corrupt image member {self.name} ({type(e).__name__}: {e}) in shard {self.shard}"
+        ok = arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (1, 3, 4))
+        if not ok or arr.size == 0:
+            return None, f"image member {self.name} has shape {tuple(arr.shape)}; expected H x W (x 1/3/4): {self.shard}"
+        return arr, None
+
+    def read(self) -> np.ndarray:
+        arr, msg = self._problem()
+        if msg is not None:
+            from ..errors import DataConfigError
+
+            raise DataConfigError(msg)
+        return arr
+
+    def check(self) -> str | None:
+        return self._problem()[1]
+
+
+# -- the index of one shard --------------------------------------------------------------------------------
+def index_shard(path: str) -> dict:
+    """One pass over a shard's tar headers: ``{"samples": [[key, image member, offset, size, json record or
+    None], ...], "problems": [[key or None, field, message], ...]}`` in member order. A key without an image
+    or without a ``.json`` member, a ``.json`` that is not valid JSON, and a truncated or unreadable shard
+    are problems (a truncated shard keeps the samples before the damage)."""
+    samples: dict[str, list] = {}
+    problems: list[list] = []
+    size = os.path.getsize(path)
+
+    def entry(key: str) -> list:
+        return samples.setdefault(key, [key, None, 0, 0, None, False])  # last: a json member was seen
+
+    try:
+        with tarfile.open(path, mode="r:") as tf:
+            for m in tf:
+                if not m.isreg():
+                    continue
+                key, ext = split_name(m.name)
+                if key is None or Path(key).name.startswith("__"):
+                    continue  # webdataset skips these too (no key / __meta__ members)
+                if m.offset_data + m.size > size:
+                    problems.append([key, m.name, f"shard is truncated inside member {m.name} (key {key!r})"])
+                    samples.pop(key, None)
+                    break
+                e = entry(key)
+                low = ext.lower()
+                if low == "json":
+                    e[5] = True
+                    try:
+                        e[4] = json.loads(tf.extractfile(m).read().decode("utf-8"))
+                    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+                        problems.append([key, m.name, f"member {m.name} is not valid JSON: {err}"])
+                elif low in IMAGE_EXTS:
+                    if e[1] is None or IMAGE_EXTS.index(low) < IMAGE_EXTS.index(split_name(e[1])[1].lower()):
+                        e[1], e[2], e[3] = m.name, m.offset_data, m.size
+    except (tarfile.TarError, OSError, EOFError) as err:
+        last = next(reversed(samples), None) if samples else None
+        where = f" after key {last!r}" if last else " at its start"
+        problems.append([None, None, f"unreadable or truncated tar shard ({type(err).__name__}: {err}){where}"])
+    out = []
+    for key, (k, name, off, n, rec, had_json) in samples.items():
+        if name is None:
+            problems.append([key, f"{key}.*", f"key {key!r} has no image member (one of {', '.join(IMAGE_EXTS)})"])
+        elif not had_json:
+            problems.append([key, f"{key}.json", f"key {key!r} has no .json member (texts, labels, split, ...)"])
+        elif rec is not None:
+            out.append([k, name, off, n, rec])
+    return {"samples": out, "problems": problems}
+
+
+def _stamp(path: str) -> dict:
+    st = os.stat(path)
+    return {"version": INDEX_VERSION, "shard": path, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def default_index_dir() -> Path:
+    env = os.environ.get("CONTRASTIVE_BENCH_CACHE")
+    root = Path(env).expanduser() if env else Path.home() / ".cache" / "contrastive-bench"
+    return root / "wds-index"
+
+
+def _cache_file(index_dir: Path, path: str) -> Path:
+    return index_dir / f"{Path(path).name}-{hashlib.sha256(path.encode()).hexdigest()[:16]}.json"
+
+
+def _read_cached(index_dir: Path | None, path: str) -> dict | None:
+    if index_dir is None:
+        return None
+    f = _cache_file(index_dir, path)
+    try:
+        entry = json.loads(f.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(entry, dict) or entry.get("stamp") != _stamp(path):
+        return None
+    return entry
+
+
+def _write_cached(index_dir: Path | None, path: str, stamp: dict, index: dict) -> None:
+    if index_dir is None:
+        return
+    try:
+        index_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=index_dir, prefix=".index-", suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"stamp": stamp, **index}, fh)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, _cache_file(index_dir, path))
+    except OSError as e:
+        log.warning("wds: cannot cache the index of %s in %s (%s); it will be read again next time", path, index_dir, e)
+
+
+def _index_job(path: str) -> tuple[dict, dict]:
+    stamp = _stamp(path)  # taken before reading: a shard changed meanwhile is indexed again next time
+    return stamp, index_shard(path)
+
+
+def load_index(shards: Sequence[str], index_dir: Path | None, workers: int = 0, progress: bool = True) -> list[dict]:
+    """The index of every shard (see :func:`index_shard`), from the cache where it is current; the others are
+    indexed in ``workers`` processes (0: up to 8, one per CPU) and cached. Logs how many came from the cache."""
+    out: list[dict | None] = [_read_cached(index_dir, s) for s in shards]
+    todo = [i for i, e in enumerate(out) if e is None]
+    if todo:
+        from tqdm.auto import tqdm
+
+        n = workers or max(1, min(8, os.cpu_count() or 1, len(todo)))
+        bar = tqdm(total=len(todo), desc="wds: indexing shards", unit="shard", disable=not progress or len(todo) < 8)
+        if n <= 1 or len(todo) < PARALLEL_MIN_SHARDS:
+            results = (_index_job(shards[i]) for i in todo)
+            pool = None
+        else:
+            # fork where the platform has it (as DataLoader workers do): the job is plain tarfile/json work
+            method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+            pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context(method))
+            results = pool.map(_index_job, [shards[i] for i in todo], chunksize=1)
+        try:
+            for i, (stamp, index) in zip(todo, results):
+                _write_cached(index_dir, shards[i], stamp, index)
+                out[i] = index
+                bar.update(1)
+        finally:
+            bar.close()
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+    log.info("wds: index of %d shard(s): %d from the cache%s, %d read", len(shards), len(shards) - len(todo),
+             f" ({index_dir})" if index_dir else "", len(todo))
+    return out  # type: ignore[return-value]
+
+
+def cache_option(value: Any) -> Path | None:
+    """``data.index_cache``: ``None`` = the default folder, ``False`` = no cache, else a folder."""
+    if value is False:
+        return None
+    return default_index_dir() if value is None else Path(str(value)).expanduser()

@@ -1,0 +1,157 @@
+"""``wds``: WebDataset tar shards in open_clip's layout (``data.path=<pattern, folder or .tar>``).
+
+One sample = one key in a shard, with two members::
+
+    img001.png    the image: png, jpg/jpeg, webp, npz (key "image"), npy, or anything PIL reads
+    img001.json   {"id": "img001",                                          (optional; default the key)
+                   "texts": {"category": "Abnormal", "disease": "Abnormal, glaucoma"},
+                   "labels": {"category": ["Abnormal"], "disease": ["glaucoma"]},
+                   "targets": {"glaucoma": 1}, "patient_id": "p17", "split": "train"}
+
+The JSON holds the fields of a ``jsonl`` manifest line (:mod:`bench.data.jsonl`) except ``image``; the same
+rules apply (``texts`` required in practice, the rest optional; samples without ``split`` get drawn splits).
+Metadata (``levels``, ``vocab``, ``tasks``: the ``jsonl`` sidecar's schema, plus the informative
+``samples`` and ``shards`` written by the exporter) is ``meta.json`` in the shards' folder, optional as for
+``jsonl``. ``python -m bench.data.export --to wds`` writes this layout.
+
+``data.path`` is a brace pattern (``shards/train-{000000..000099}.tar``), a folder (every ``*.tar`` in it, in
+name order) or one ``.tar`` file. Samples come in shard order, then member order. The dataset is map-style
+(:mod:`bench.data.shards` reads an image by its offset), so the loader's seeded per-epoch permutation, the
+split over ranks and DataLoader workers, and the checkpointed position work as for any other format.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .jsonl import check_meta, parse_record
+from .options import take
+from .problems import Problem, ProblemLog
+from .registry import DataConfigError, register_format
+from .sample import MultiGranularDataset, Origin, Sample
+from .shards import ShardMember, cache_option, load_index
+
+log = logging.getLogger(__name__)
+
+FMT = "wds"
+META_FILE = "meta.json"
+INFO_KEYS = ("samples", "shards", "source")  # written by the exporter; informative
+
+
+def _index_cache(key: str, value: Any) -> Any:
+    if value is False or (isinstance(value, str) and value.strip().lower() == "false"):
+        return False
+    if isinstance(value, (str, os.PathLike)) and str(value).strip():
+        return str(value)
+    raise DataConfigError(f"{key}={value!r} must be a folder path, or false (no index cache)", key=key, value=value,
+                          allowed="null (the default folder), false or a folder path")
+
+
+@dataclass
+class Options:
+    path: str = field(metadata={"help": "the shards: a brace pattern (dir/train-{000000..000099}.tar), a folder of "
+                                        "*.tar files, or one .tar file"})
+    index_cache: Any = field(default=None, metadata={
+        "check": _index_cache,
+        "help": "where shard indexes are cached (null: $CONTRASTIVE_BENCH_CACHE/wds-index or "
+                "~/.cache/contrastive-bench/wds-index; false: no cache)"})
+    index_workers: int = field(default=0, metadata={
+        "min": 0, "help": "processes that index shards not yet cached (0: one per CPU, at most 8)"})
+
+
+def expand_shards(path: str) -> list[str]:
+    """The absolute shard paths of ``data.path`` (brace pattern, folder or file), each checked to exist."""
+    import braceexpand
+
+    raw = str(path).strip()
+    p = Path(raw).expanduser()
+    if "{" not in raw and p.is_dir():
+        shards = sorted(str(x.resolve()) for x in p.iterdir() if x.suffix == ".tar" and x.is_file())
+        if not shards:
+            raise DataConfigError(f"data.path={raw!r} ({FMT}): the folder holds no .tar shard", key="data.path", value=raw)
+        return shards
+    names = list(braceexpand.braceexpand(raw))
+    missing = [n for n in names if not Path(n).expanduser().is_file()]
+    if missing:
+        what = "no such shard" if len(names) == 1 else f"{len(missing)} of {len(names)} shards do not exist, e.g."
+        raise DataConfigError(f"data.path={raw!r} ({FMT}): {what} {missing[0]}", key="data.path", value=raw)
+    return [str(Path(n).expanduser().resolve()) for n in names]
+
+
+def _meta(shards: list[str]) -> dict:
+    folder = Path(shards[0]).parent
+    f = folder / META_FILE
+    if not f.is_file():
+        return {"levels": None, "vocab": {}, "tasks": {}}
+    try:
+        meta = json.loads(f.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise DataConfigError(f"{f}: not valid JSON: {e}") from e
+    if isinstance(meta, dict):
+        meta = {k: v for k, v in meta.items() if k not in INFO_KEYS}
+    return check_meta(meta, str(f))
+
+
+def _samples(shard: str, index: dict, meta: dict, problems: ProblemLog) -> list[Sample]:
+    for key, member, message in index["problems"]:
+        problems.add(Problem(shard, member, message, sample=key))
+    out = []
+    tasks = meta["tasks"] or None
+    for key, name, offset, size, rec in index["samples"]:
+        origin = Origin(shard, image_field=name)
+        if not isinstance(rec, dict):
+            problems.add(Problem(shard, f"{key}.json", f"must be a JSON object, got {type(rec).__name__}", sample=key))
+            continue
+        if "image" in rec:
+            problems.add(Problem(shard, f"{key}.json", "'image' is not a field of a shard's JSON (the image is the "
+                                 f"member {name})", sample=key))
+            continue
+        local = ProblemLog()
+        s = parse_record({"id": key, **rec, "image": name}, origin, meta["levels"], tasks, Path(shard).parent, local)
+        for p in local.problems:  # name the member: "shard.tar [img001.json texts.disease]: ..."
+            problems.add(dataclasses.replace(p, field=f"{key}.json {p.field}" if p.field else f"{key}.json",
+                                             sample=p.sample or key))
+        if s is not None:
+            s.image = ShardMember(shard, name, offset, size)
+            s.origin = origin
+            out.append(s)
+    return out
+
+
+@register_format(FMT, options=Options)
+def build(**options: Any) -> MultiGranularDataset:
+    opt = take(FMT, options, Options)
+    if opt["path"] is None:
+        raise DataConfigError(f"data.path is required for data.format={FMT}", key="data.path")
+    shards = expand_shards(opt["path"])
+    meta = _meta(shards)
+    index = load_index(shards, cache_option(opt["index_cache"]), workers=opt["index_workers"])
+    problems = ProblemLog()
+    samples: list[Sample] = []
+    any_targets = False
+    for shard, entry in zip(shards, index):
+        any_targets = any_targets or any(isinstance(r[4], dict) and r[4].get("targets") for r in entry["samples"])
+        samples.extend(_samples(shard, entry, meta, problems))
+    if any_targets and not meta["tasks"]:
+        raise DataConfigError(f"{Path(shards[0]).parent / META_FILE}: samples have 'targets' but no tasks are declared; "
+                              "add \"tasks\": {name: {\"kind\": multiclass|multilabel, \"classes\": [...]}}")
+    levels = meta["levels"]
+    if levels is None:
+        seen: dict[str, None] = {}
+        for s in samples:
+            seen.update(dict.fromkeys(s.texts))
+            seen.update(dict.fromkeys(s.labels))
+        levels = list(seen)
+    vocab = {g: meta["vocab"].get(g) or sorted({x for s in samples for x in s.labels.get(g, ())}) for g in levels}
+    name = f"{FMT}:{Path(shards[0]).parent.name}/{Path(shards[0]).name}" + (f" (+{len(shards) - 1})" if len(shards) > 1 else "")
+    dataset = MultiGranularDataset(samples, levels, vocab, meta["tasks"], name=name)
+    problems.raise_if_any(partial=dataset)
+    log.info("%s: %d samples in %d shard(s), levels %s, tasks %s", name, len(samples), len(shards), list(levels),
+             sorted(meta["tasks"]))
+    return dataset

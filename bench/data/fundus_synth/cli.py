@@ -3,11 +3,13 @@
     python -m bench.data.fundus_synth --preview grid.png [--variant dr]          # 64 examples + their texts
     python -m bench.data.fundus_synth --benchmark [-n 1000] [--resolution 64]   # images/s, one process
     python -m bench.data.fundus_synth draw --out DIR --size 100000 --resolution 224 --workers 8 \\
-        --image-format png|jpg|npz [--variant pretrain] [--test-size 500] [--set noise=0.5 ...]
+        --image-format png|jpg|npz [--to jsonl|wds] [--shard-size 1000] [--variant pretrain] [--test-size 500]
+        [--set noise=0.5 ...]
     python -m bench.data.fundus_synth benchmark-draw [--resolutions 64 224] [--workers 1 2] [-n 500]
 
 ``draw`` writes ``DIR/images/...`` and ``DIR/manifest.jsonl`` (+ ``.meta.json``): train with
-``data.format=jsonl data.path=DIR/manifest.jsonl``; the samples are those of ``data.format=fundus_synth``
+``data.format=jsonl data.path=DIR/manifest.jsonl``; with ``--to wds``, WebDataset shards
+``DIR/shard-NNNNNN.tar`` + ``DIR/meta.json`` instead (``data.format=wds data.path=DIR``); the samples are those of ``data.format=fundus_synth``
 with the same options (pixels identical for png and npz).
 """
 
@@ -27,7 +29,7 @@ from .corpus import IMAGE_FORMATS, write_corpus
 from .dataset import draw_options
 from .draw import render
 from .options import check_options
-from .sinks import MANIFEST, FileSink
+from .sinks import MANIFEST, FileSink, WdsSink
 from .variants import VARIANTS
 
 PROG = "python -m bench.data.fundus_synth"
@@ -63,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="any other fundus_synth option (data.KEY), VALUE in YAML, e.g. --set noise=0.5 "
                         "--set 'prevalence={glaucoma: 0.3}'; repeatable")
     _common_draw(d)
+    d.add_argument("--to", choices=("jsonl", "wds"), default="jsonl",
+                   help="jsonl: image files + manifest.jsonl (default); wds: WebDataset tar shards + meta.json")
+    d.add_argument("--shard-size", type=int, default=1000, help="samples per shard with --to wds (default 1000)")
     d.add_argument("--overwrite", action="store_true", help="replace a corpus already in --out")
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -113,13 +118,21 @@ def _draw(args: argparse.Namespace) -> int:
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
     o = check_options(options)
-    stats = write_corpus(o, FileSink(args.out, overwrite=args.overwrite), image_format=args.image_format,
+    if args.to == "wds":
+        as_int("--shard-size", args.shard_size, min=1, error=DataConfigError)
+        sink = WdsSink(args.out, shard_size=args.shard_size, overwrite=args.overwrite)
+    else:
+        sink = FileSink(args.out, overwrite=args.overwrite)
+    stats = write_corpus(o, sink, image_format=args.image_format,
                          workers=args.workers, chunk=args.chunk, jpeg_quality=args.jpeg_quality,
                          progress=not args.no_progress)
     print(f"fundus_synth: drew {stats['images']} images ({o['variant']}, {o['resolution']} px, {args.image_format}) "
           f"in {stats['seconds']:.1f} s: {stats['images_per_s']:.1f} images/s with {args.workers} worker(s); "
           f"{stats['bytes'] / 2**20:.1f} MiB of images; peak memory {_peak_mib()}")
-    print(f"train on it: data.format=jsonl data.path={args.out}/{MANIFEST}")
+    if args.to == "wds":
+        print(f"train on it: data.format=wds data.path={sink.path}")
+    else:
+        print(f"train on it: data.format=jsonl data.path={args.out}/{MANIFEST}")
     return 0
 
 

@@ -11,9 +11,9 @@ A sink has three methods, called by :func:`.corpus.write_corpus` in the main pro
 - ``close(complete)``: once; ``complete`` is False when drawing failed or was interrupted (the sink should
   then leave nothing that looks finished).
 
-A WebDataset writer, for instance, opens a ``ShardWriter`` in ``open``, writes
-``{"__key__": sample.id, sample.image_format: sample.image, "json": sample.record}`` in ``write`` and closes
-it in ``close``; the drawing loop, its workers and its determinism are reused as they are.
+:class:`WdsSink` writes WebDataset shards (``data.format=wds``) through :class:`bench.data.writers.ShardOut`:
+``{"__key__": id, <image format>: image, "json": record}`` per sample; the drawing loop, its workers and its
+determinism are reused as they are.
 """
 
 from __future__ import annotations
@@ -101,9 +101,7 @@ class FileSink:
             folder.mkdir(parents=True, exist_ok=True)
             self._made.add(folder)
         (self.out / rel).write_bytes(sample.image)
-        r = sample.record
-        line = {"id": r["id"], "image": rel, "texts": r["texts"], "labels": r["labels"], "targets": r["targets"],
-                "patient_id": r["id"], "split": r["split"]}
+        line = {"id": sample.id, "image": rel, **{k: v for k, v in _record(sample).items() if k != "id"}}
         self._fh.write(json.dumps(line) + "\n")
 
     def close(self, complete: bool) -> None:
@@ -114,3 +112,41 @@ class FileSink:
         tmp = self.out / (MANIFEST + ".tmp")
         if complete:
             os.replace(tmp, self.manifest)
+
+
+def _record(sample: DrawnSample) -> dict:
+    r = sample.record
+    return {"id": r["id"], "texts": r["texts"], "labels": r["labels"], "targets": r["targets"], "patient_id": r["id"],
+            "split": r["split"]}
+
+
+class WdsSink:
+    """WebDataset shards that ``data.format=wds`` reads (``data.path=<out>``): ``shard-NNNNNN.tar`` of
+    ``shard_size`` samples (``<id>.<png|jpg|npz>`` + ``<id>.json``, the manifest fields of :class:`FileSink`)
+    and ``meta.json`` (``levels``, ``vocab``, ``tasks``; ``source``: the provenance of ``fundus_synth.json``).
+    Written into ``<out>.partial-<pid>`` and renamed when complete (:mod:`bench.data.writers`); a non-empty
+    ``out`` is an error unless ``overwrite``."""
+
+    def __init__(self, out: str | os.PathLike, shard_size: int = 1000, overwrite: bool = False):
+        from ..writers import ShardOut
+
+        self.shards = ShardOut(out, shard_size, overwrite)
+
+    @property
+    def path(self) -> str:
+        return self.shards.pattern()
+
+    def open(self, info: CorpusInfo) -> None:
+        meta = {"levels": list(info.levels), "vocab": {g: list(v) for g, v in info.vocab.items()},
+                "tasks": {t: {"kind": s.kind, "classes": list(s.classes)} for t, s in info.task_specs.items()}}
+        options = {k: v for k, v in info.options.items() if k not in NOT_CONTENT}
+        meta["source"] = json.loads(json.dumps({"format": "fundus_synth", "generator_version": GENERATOR_VERSION,
+                                                "image_format": info.image_format, "images": info.total,
+                                                "options": options}, default=list))
+        self.shards.open(meta)
+
+    def write(self, sample: DrawnSample) -> None:
+        self.shards.write(sample.id, sample.image_format, sample.image, _record(sample))
+
+    def close(self, complete: bool) -> None:
+        self.shards.close(complete)

@@ -164,9 +164,12 @@ def index_shard(path: str) -> dict:
     def entry(key: str) -> list:
         return samples.setdefault(key, [key, None, 0, 0, None, False])  # last: a json member was seen
 
+    cut = False  # a member cut short was found (and reported)
     try:
-        with tarfile.open(path, mode="r:") as tf:
+        with open(path, "rb") as fh, tarfile.open(fileobj=fh, mode="r:") as tf:
+            end_at = 0  # where the next header starts
             for m in tf:
+                end_at = m.offset_data + -(-m.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
                 if not m.isreg():
                     continue
                 key, ext = split_name(m.name)
@@ -175,6 +178,7 @@ def index_shard(path: str) -> dict:
                 if m.offset_data + m.size > size:
                     problems.append([key, m.name, f"shard is truncated inside member {m.name} (key {key!r})"])
                     samples.pop(key, None)
+                    cut = True
                     break
                 e = entry(key)
                 low = ext.lower()
@@ -187,10 +191,20 @@ def index_shard(path: str) -> dict:
                 elif low in IMAGE_EXTS:
                     if e[1] is None or IMAGE_EXTS.index(low) < IMAGE_EXTS.index(split_name(e[1])[1].lower()):
                         e[1], e[2], e[3] = m.name, m.offset_data, m.size
+            # tarfile takes a header cut short for the end of the archive: check the end marker is there
+            fh.seek(end_at)
+            end = fh.read(tarfile.BLOCKSIZE)  # POSIX writes two zero blocks; one is enough to know the end
+            if not cut and (len(end) < tarfile.BLOCKSIZE or end.strip(b"\0")):
+                raise tarfile.ReadError(f"no end-of-archive marker at byte {end_at} of {size}")
     except (tarfile.TarError, OSError, EOFError) as err:
+        # the members of a key are consecutive: the keys before the last one read are complete
         last = next(reversed(samples), None) if samples else None
-        where = f" after key {last!r}" if last else " at its start"
-        problems.append([None, None, f"unreadable or truncated tar shard ({type(err).__name__}: {err}){where}"])
+        what = f"unreadable or truncated tar shard ({type(err).__name__}: {err})"
+        if last is None:
+            problems.append([None, None, f"{what} at its start"])
+        else:
+            samples.pop(last)
+            problems.append([last, None, f"{what} at or after key {last!r}; the samples before it are kept"])
     out = []
     for key, (k, name, off, n, rec, had_json) in samples.items():
         if name is None:

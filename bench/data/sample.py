@@ -70,7 +70,7 @@ class ImageSource:
 
     ``read()`` returns the decoded array (raising an error that names where the image lives when its bytes
     are corrupt); ``check()`` returns ``None`` when the image decodes, else what is wrong (used by
-    validation). Instances must be small and picklable: DataLoader workers receive them."""
+    validation); ``fingerprint()`` identifies the image's content for caches. Instances must be small and picklable: DataLoader workers receive them."""
 
     __slots__ = ()
 
@@ -78,6 +78,10 @@ class ImageSource:
         raise NotImplementedError
 
     def check(self) -> str | None:
+        raise NotImplementedError
+
+    def fingerprint(self) -> str:
+        """A string that changes when the image may have changed (feature caches are keyed by it)."""
         raise NotImplementedError
 
 

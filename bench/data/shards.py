@@ -15,6 +15,7 @@ and modification time (:func:`load_index`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -149,6 +150,21 @@ class ShardMember(ImageSource):
 
     def check(self) -> str | None:
         return self._problem()[1]
+
+    def fingerprint(self) -> str:
+        size, mtime = _shard_stamp(self.shard)
+        return f"shard|{self.shard}|{size}|{mtime}|{self.name}|{self.offset}|{self.size}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _shard_stamp(shard: str) -> tuple[int, int]:
+    """(size, mtime_ns) of a shard, stat-ed once per process (fingerprints of 250k members cost one stat
+    per shard)."""
+    try:
+        st = os.stat(shard)
+        return st.st_size, st.st_mtime_ns
+    except OSError:
+        return -1, -1
 
 
 # -- the index of one shard --------------------------------------------------------------------------------

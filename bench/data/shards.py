@@ -27,7 +27,7 @@ import tempfile
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -232,9 +232,9 @@ def index_shard(path: str) -> dict:
     return {"samples": out, "problems": problems}
 
 
-def _stamp(path: str) -> dict:
+def _stamp(path: str, key: str) -> dict:
     st = os.stat(path)
-    return {"version": INDEX_VERSION, "shard": path, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return {"version": INDEX_VERSION, "shard": path, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "key": key}
 
 
 def default_index_dir() -> Path:
@@ -247,7 +247,7 @@ def _cache_file(index_dir: Path, path: str) -> Path:
     return index_dir / f"{Path(path).name}-{hashlib.sha256(path.encode()).hexdigest()[:16]}.json"
 
 
-def _read_cached(index_dir: Path | None, path: str) -> dict | None:
+def _read_cached(index_dir: Path | None, path: str, key: str) -> dict | None:
     if index_dir is None:
         return None
     f = _cache_file(index_dir, path)
@@ -255,7 +255,7 @@ def _read_cached(index_dir: Path | None, path: str) -> dict | None:
         entry = json.loads(f.read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(entry, dict) or entry.get("stamp") != _stamp(path):
+    if not isinstance(entry, dict) or entry.get("stamp") != _stamp(path, key):
         return None
     return entry
 
@@ -274,29 +274,33 @@ def _write_cached(index_dir: Path | None, path: str, stamp: dict, index: dict) -
         log.warning("wds: cannot cache the index of %s in %s (%s); it will be read again next time", path, index_dir, e)
 
 
-def _index_job(path: str) -> tuple[dict, dict]:
-    stamp = _stamp(path)  # taken before reading: a shard changed meanwhile is indexed again next time
-    return stamp, index_shard(path)
+def _index_job(job: Callable[[str], dict], key: str, path: str) -> tuple[dict, dict]:
+    stamp = _stamp(path, key)  # taken before reading: a shard changed meanwhile is indexed again next time
+    return stamp, job(path)
 
 
-def load_index(shards: Sequence[str], index_dir: Path | None, workers: int = 0, progress: bool = True) -> list[dict]:
-    """The index of every shard (see :func:`index_shard`), from the cache where it is current; the others are
-    indexed in ``workers`` processes (0: up to 8, one per CPU) and cached. Logs how many came from the cache."""
-    out: list[dict | None] = [_read_cached(index_dir, s) for s in shards]
+def load_index(shards: Sequence[str], index_dir: Path | None, job: Callable[[str], dict] = index_shard, key: str = "",
+               workers: int = 0, progress: bool = True) -> list[dict]:
+    """``job(shard)`` (a JSON-serialisable dict; default :func:`index_shard`) of every shard, from the cache
+    where it is current (same shard size and mtime, same ``key``: e.g. a hash of what ``job`` depends on);
+    the others are computed in ``workers`` processes (0: up to 8, one per CPU) and cached. ``job`` must be
+    picklable (a module-level function or a ``functools.partial`` of one). Logs how many came from the cache."""
+    out: list[dict | None] = [_read_cached(index_dir, s, key) for s in shards]
     todo = [i for i, e in enumerate(out) if e is None]
     if todo:
         from tqdm.auto import tqdm
 
         n = workers or max(1, min(8, os.cpu_count() or 1, len(todo)))
         bar = tqdm(total=len(todo), desc="wds: indexing shards", unit="shard", disable=not progress or len(todo) < 8)
+        run = functools.partial(_index_job, job, key)
         if n <= 1 or len(todo) < PARALLEL_MIN_SHARDS:
-            results = (_index_job(shards[i]) for i in todo)
+            results = (run(shards[i]) for i in todo)
             pool = None
         else:
             # fork where the platform has it (as DataLoader workers do): the job is plain tarfile/json work
             method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
             pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context(method))
-            results = pool.map(_index_job, [shards[i] for i in todo], chunksize=1)
+            results = pool.map(run, [shards[i] for i in todo], chunksize=1)
         try:
             for i, (stamp, index) in zip(todo, results):
                 _write_cached(index_dir, shards[i], stamp, index)

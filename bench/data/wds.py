@@ -22,7 +22,8 @@ split over ranks and DataLoader workers, and the checkpointed position work as f
 
 from __future__ import annotations
 
-import dataclasses
+import functools
+import hashlib
 import json
 import logging
 import os
@@ -35,7 +36,7 @@ from .options import take
 from .problems import Problem, ProblemLog
 from .registry import DataConfigError, register_format
 from .sample import MultiGranularDataset, Origin, Sample
-from .shards import ShardMember, cache_option, load_index
+from .shards import ShardMember, cache_option, index_shard, load_index
 
 log = logging.getLogger(__name__)
 
@@ -84,44 +85,62 @@ def expand_shards(path: str) -> list[str]:
     return [str(Path(n).expanduser().resolve()) for n in names]
 
 
-def _meta(shards: list[str]) -> dict:
+def _meta(shards: list[str]) -> tuple[dict, str]:
+    """The checked metadata of ``meta.json`` next to the first shard, and a hash of it (part of the index
+    cache's key: the records are checked against it)."""
     folder = Path(shards[0]).parent
     f = folder / META_FILE
     if not f.is_file():
-        return {"levels": None, "vocab": {}, "tasks": {}}
-    try:
-        meta = json.loads(f.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise DataConfigError(f"{f}: not valid JSON: {e}") from e
-    if isinstance(meta, dict):
-        meta = {k: v for k, v in meta.items() if k not in INFO_KEYS}
-    return check_meta(meta, str(f))
+        meta: Any = {}
+    else:
+        try:
+            meta = json.loads(f.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise DataConfigError(f"{f}: not valid JSON: {e}") from e
+        if isinstance(meta, dict):
+            meta = {k: v for k, v in meta.items() if k not in INFO_KEYS}
+    key = hashlib.sha256(json.dumps(meta, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return check_meta(meta, str(f)), key
 
 
-def _samples(shard: str, index: dict, meta: dict, problems: ProblemLog) -> list[Sample]:
-    for key, member, message in index["problems"]:
-        problems.add(Problem(shard, member, message, sample=key))
-    out = []
+def parse_shard(meta: dict, shard: str) -> dict:
+    """Index one shard (:func:`~bench.data.shards.index_shard`) and check its records against ``meta`` (the
+    ``jsonl`` rules), in an indexing worker; the result is what the cache holds: ``samples`` (``[id, image
+    member, offset, size, texts, labels, targets, patient_id, split]``), ``problems`` (``[key, field,
+    message]``) and ``targets`` (whether any record has targets)."""
+    index = index_shard(shard)
+    problems = list(index["problems"])
     tasks = meta["tasks"] or None
+    out = []
+    any_targets = False
     for key, name, offset, size, rec in index["samples"]:
-        origin = Origin(shard, image_field=name)
         if not isinstance(rec, dict):
-            problems.add(Problem(shard, f"{key}.json", f"must be a JSON object, got {type(rec).__name__}", sample=key))
+            problems.append([key, f"{key}.json", f"must be a JSON object, got {type(rec).__name__}"])
             continue
         if "image" in rec:
-            problems.add(Problem(shard, f"{key}.json", "'image' is not a field of a shard's JSON (the image is the "
-                                 f"member {name})", sample=key))
+            problems.append([key, f"{key}.json", f"'image' is not a field of a shard's JSON (the image is the member {name})"])
             continue
+        any_targets = any_targets or bool(rec.get("targets"))
         local = ProblemLog()
-        s = parse_record({"id": key, **rec, "image": name}, origin, meta["levels"], tasks, Path(shard).parent, local)
+        s = parse_record({"id": key, **rec, "image": name}, Origin(shard), meta["levels"], tasks, Path(shard).parent, local)
         for p in local.problems:  # name the member: "shard.tar [img001.json texts.disease]: ..."
-            problems.add(dataclasses.replace(p, field=f"{key}.json {p.field}" if p.field else f"{key}.json",
-                                             sample=p.sample or key))
+            problems.append([p.sample or key, f"{key}.json {p.field}" if p.field else f"{key}.json", p.message])
         if s is not None:
-            s.image = ShardMember(shard, name, offset, size)
-            s.origin = origin
-            out.append(s)
-    return out
+            targets = {t: list(v) if isinstance(v, tuple) else v for t, v in s.targets.items()}
+            out.append([s.id, name, offset, size, s.texts, {g: list(v) for g, v in s.labels.items()}, targets,
+                        s.patient_id, s.split])
+    return {"samples": out, "problems": problems, "targets": any_targets}
+
+
+def _samples(shard: str, entry: dict, problems: ProblemLog) -> list[Sample]:
+    for key, member, message in entry["problems"]:
+        problems.add(Problem(shard, member, message, sample=key))
+    return [
+        Sample(sid, ShardMember(shard, name, offset, size), texts, {g: tuple(v) for g, v in labels.items()},
+               {t: tuple(v) if isinstance(v, list) else v for t, v in targets.items()}, pid, split,
+               Origin(shard, image_field=name))
+        for sid, name, offset, size, texts, labels, targets, pid, split in entry["samples"]
+    ]
 
 
 @register_format(FMT, options=Options)
@@ -130,14 +149,14 @@ def build(**options: Any) -> MultiGranularDataset:
     if opt["path"] is None:
         raise DataConfigError(f"data.path is required for data.format={FMT}", key="data.path")
     shards = expand_shards(opt["path"])
-    meta = _meta(shards)
-    index = load_index(shards, cache_option(opt["index_cache"]), workers=opt["index_workers"])
+    meta, meta_key = _meta(shards)
+    index = load_index(shards, cache_option(opt["index_cache"]), functools.partial(parse_shard, meta), key=meta_key,
+                       workers=opt["index_workers"])
     problems = ProblemLog()
     samples: list[Sample] = []
-    any_targets = False
     for shard, entry in zip(shards, index):
-        any_targets = any_targets or any(isinstance(r[4], dict) and r[4].get("targets") for r in entry["samples"])
-        samples.extend(_samples(shard, entry, meta, problems))
+        samples.extend(_samples(shard, entry, problems))
+    any_targets = any(entry["targets"] for entry in index)
     if any_targets and not meta["tasks"]:
         raise DataConfigError(f"{Path(shards[0]).parent / META_FILE}: samples have 'targets' but no tasks are declared; "
                               "add \"tasks\": {name: {\"kind\": multiclass|multilabel, \"classes\": [...]}}")

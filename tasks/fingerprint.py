@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.data.sample import ImageSource
+from bench.data.sample import ImageRef
 
 #: Bump when the feature-extraction code changes in a way that changes the features.
 FEATURE_VERSION = 1
@@ -85,7 +85,7 @@ def preprocess_config(model: Any) -> dict[str, Any]:
 def dataset_fingerprint(dataset: Any) -> str:
     """Hash of the samples, in order: each sample's id, plus its image bytes (dtype, shape, data) when the
     image is in memory, or its path, size and modification time (ns) when it is a file, or its
-    ``ImageSource.fingerprint()`` (a shard member)."""
+    ``ImageRef.fingerprint()`` (a shard member)."""
     h = hashlib.blake2b(digest_size=20)
     h.update(f"n={len(dataset)}|".encode())
     for s in dataset.samples:
@@ -95,7 +95,7 @@ def dataset_fingerprint(dataset: Any) -> str:
             arr = np.ascontiguousarray(image)
             h.update(f"arr|{arr.dtype.str}|{arr.shape}|".encode())
             h.update(arr.reshape(-1).view(np.uint8))
-        elif isinstance(image, ImageSource):  # e.g. a shard member: where it lies and the shard's stamp
+        elif isinstance(image, ImageRef):  # e.g. a shard member: where it lies and the shard's stamp
             h.update(f"src|{image.fingerprint()}|".encode())
         else:
             path = Path(image)

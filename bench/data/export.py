@@ -29,7 +29,7 @@ from typing import Iterator, Sequence
 
 from ..errors import ConfigError, DataConfigError
 from ..options import as_int
-from .sample import ImageSource
+from .sample import ImageRef
 from .writers import FolderOut, ShardOut, meta_of, record_of, sample_key
 
 PROG = "python -m bench.data.export"
@@ -73,7 +73,7 @@ def _data_config(options: Sequence[str]) -> dict:
 def _encode(image, image_format: str, jpeg_quality: int) -> tuple[str, bytes]:
     """(extension, bytes) of one image (runs in a worker)."""
     if image_format == "keep":
-        if isinstance(image, ImageSource) and hasattr(image, "raw") and image.ext.lower() in KEEP_EXTS:
+        if isinstance(image, ImageRef) and hasattr(image, "raw") and image.ext.lower() in KEEP_EXTS:
             return image.ext.lower(), image.raw()
         if isinstance(image, (str, Path)) and Path(image).suffix.lower().lstrip(".") in KEEP_EXTS:
             return Path(image).suffix.lower().lstrip("."), Path(image).read_bytes()

@@ -6,7 +6,7 @@ CSV label tables, JSONL manifests) turns its input into a list of :class:`Sample
 
 A sample carries
 - ``image``: an ``H x W x 3`` uint8 RGB array, or a path that is read lazily (PIL for ordinary image files,
-  ``np.load(path)["image"]`` for ``.npz``), or an :class:`ImageSource` (a member of a tar shard);
+  ``np.load(path)["image"]`` for ``.npz``), or an :class:`ImageRef` (a member of a tar shard);
 - ``texts``: one text per level (``None`` when that level's text is missing for this sample);
 - ``labels``: the label names per level (a tuple, possibly empty), i.e. the label *set* behind the text;
 - ``targets``: downstream-task targets by task name (an ``int`` class index for multi-class tasks, a tuple
@@ -48,7 +48,7 @@ class Origin(NamedTuple):
 @dataclass
 class Sample:
     id: str
-    image: "np.ndarray | str | Path | ImageSource"
+    image: "np.ndarray | str | Path | ImageRef"
     texts: dict[str, str | None]
     labels: dict[str, tuple[str, ...]] = field(default_factory=dict)
     targets: dict[str, int | tuple[int, ...]] = field(default_factory=dict)
@@ -65,7 +65,7 @@ class TaskSpec:
     classes: tuple[str, ...]
 
 
-class ImageSource:
+class ImageRef:
     """An image that is not a file of its own, e.g. a member of a tar shard (:mod:`bench.data.shards`).
 
     ``read()`` returns the decoded array (raising an error that names where the image lives when its bytes
@@ -85,12 +85,12 @@ class ImageSource:
         raise NotImplementedError
 
 
-def load_image(image: "np.ndarray | str | Path | ImageSource") -> np.ndarray:
-    """Return an ``H x W x 3`` uint8 RGB array from an array, an :class:`ImageSource` or a file path (``.npz``
+def load_image(image: "np.ndarray | str | Path | ImageRef") -> np.ndarray:
+    """Return an ``H x W x 3`` uint8 RGB array from an array, an :class:`ImageRef` or a file path (``.npz``
     key ``image``, or any image PIL reads)."""
     if isinstance(image, np.ndarray):
         arr = image
-    elif isinstance(image, ImageSource):
+    elif isinstance(image, ImageRef):
         arr = image.read()
     else:
         path = Path(image)

@@ -31,7 +31,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .sample import ImageSource
+from .sample import ImageRef
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def decode_member(data: bytes, ext: str) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
-class ShardMember(ImageSource):
+class ShardMember(ImageRef):
     """An image member of a tar shard: ``shard`` (absolute path), ``name`` (the member's name), ``offset`` and
     ``size`` of its bytes. ``read()`` raises :class:`~bench.errors.DataConfigError` naming the shard and the
     member when the bytes are unreadable or corrupt."""

@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from .problems import DataValidationError, Problem
-from .sample import SPLITS, ImageSource, MultiGranularDataset, Sample
+from .sample import SPLITS, ImageRef, MultiGranularDataset, Sample
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,8 @@ def check_image(path: str | Path) -> str | None:
         return f"corrupt image ({type(e).__name__}: {e}): {p}"
 
 
-def _check_item(item: "str | ImageSource") -> str | None:
-    return item.check() if isinstance(item, ImageSource) else check_image(item)
+def _check_item(item: "str | ImageRef") -> str | None:
+    return item.check() if isinstance(item, ImageRef) else check_image(item)
 
 
 def _check_array(arr: np.ndarray, where: object) -> str | None:
@@ -70,7 +70,7 @@ def _image_problems(samples: Sequence[Sample], name: str) -> list[tuple[int, Pro
     """Problems of image arrays and files; a sample without an origin is named by the file (paths) or the
     dataset ``name`` (arrays)."""
     by_path: dict[str, list[int]] = {}
-    sources: list[int] = []  # samples whose image is an ImageSource (a shard member): checked by its check()
+    sources: list[int] = []  # samples whose image is an ImageRef (a shard member): checked by its check()
     out: list[tuple[int, Problem]] = []
     for i, s in enumerate(samples):
         if isinstance(s.image, np.ndarray):
@@ -79,7 +79,7 @@ def _image_problems(samples: Sequence[Sample], name: str) -> list[tuple[int, Pro
                 out.append((i, Problem.at(s.origin, "image", msg, s.id) if s.origin else Problem(name, "image", msg, sample=s.id)))
         elif isinstance(s.image, (str, Path)):
             by_path.setdefault(str(s.image), []).append(i)
-        elif isinstance(s.image, ImageSource):
+        elif isinstance(s.image, ImageRef):
             sources.append(i)
         else:
             msg = f"image is neither an array nor a path: {type(s.image).__name__}"

@@ -47,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--image-format", choices=IMAGE_FORMATS, default="keep",
                     help="keep (copy image files as they are; arrays become png, default), png, jpg or npz")
     ap.add_argument("--jpeg-quality", type=int, default=95, help="JPEG quality 1-95 for --image-format jpg (default 95)")
+    ap.add_argument("--caption-level", metavar="LEVEL", default=None,
+                    help="--to wds: also write this level's text as a <key>.txt member, the caption open_clip's "
+                         "webdataset pipeline reads (samples without that text get none)")
     ap.add_argument("--workers", type=int, default=1, help="encoding processes (default 1: this process)")
     ap.add_argument("--chunk", type=int, default=64, help="samples per task sent to a worker (default 64)")
     ap.add_argument("--overwrite", action="store_true", help="replace --out (only once the new export is complete)")
@@ -109,9 +112,17 @@ def _encoded(images: list, image_format: str, jpeg_quality: int, workers: int, c
 
 
 def export(dataset, out, to: str = "wds", shard_size: int = 1000, image_format: str = "keep", jpeg_quality: int = 95,
-           workers: int = 1, chunk: int = 64, overwrite: bool = False, progress: bool = True) -> dict:
+           workers: int = 1, chunk: int = 64, overwrite: bool = False, progress: bool = True,
+           caption_level: str | None = None) -> dict:
     """Write ``dataset`` (a :class:`~bench.data.sample.MultiGranularDataset`) to ``out``; returns ``samples``,
-    ``seconds``, ``bytes`` and ``path`` (what ``data.path`` should be to read it back)."""
+    ``seconds``, ``bytes`` and ``path`` (what ``data.path`` should be to read it back). ``caption_level``
+    (shards only): that level's text also as a ``.txt`` member (open_clip's caption)."""
+    if caption_level is not None and caption_level not in dataset.levels:
+        raise DataConfigError(f"--caption-level {caption_level!r} is not a level of the data; it has {list(dataset.levels)}",
+                              key="--caption-level", value=caption_level, allowed=list(dataset.levels))
+    if caption_level is not None and to != "wds":
+        raise DataConfigError("--caption-level is for --to wds (a jsonl manifest has every level's text)",
+                              key="--caption-level", value=caption_level)
     writer = ShardOut(out, shard_size, overwrite) if to == "wds" else FolderOut(out, overwrite)
     t0 = time.perf_counter()
     levels, tasks = dataset.levels, list(dataset.task_specs)
@@ -126,7 +137,8 @@ def export(dataset, out, to: str = "wds", shard_size: int = 1000, image_format: 
     try:
         images = [s.image for s in dataset.samples]
         for i, (s, (ext, data)) in enumerate(zip(dataset.samples, _encoded(images, image_format, jpeg_quality, workers, chunk))):
-            writer.write(sample_key(s.id, i), ext, data, record_of(s, levels, tasks))
+            caption = s.texts.get(caption_level) if caption_level is not None else None
+            writer.write(sample_key(s.id, i), ext, data, record_of(s, levels, tasks), caption)
             n_bytes += len(data)
             if bar is not None:
                 bar.update(1)
@@ -152,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         dataset = build_dataset(data)
         st = export(dataset, args.out, args.to, args.shard_size, args.image_format, args.jpeg_quality, args.workers,
-                    args.chunk, args.overwrite, progress=not args.no_progress)
+                    args.chunk, args.overwrite, progress=not args.no_progress, caption_level=args.caption_level)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -108,8 +108,12 @@ class ShardOut(_AtomicFolder):
         self._writer = webdataset.ShardWriter(str(self.tmp / SHARD_NAME), maxcount=self.shard_size, maxsize=1e15,
                                               verbose=0, encoder=False, mtime=0)
 
-    def write(self, key: str, ext: str, image: bytes, record: dict) -> None:
-        self._writer.write({"__key__": key, ext: image, "json": json.dumps(record).encode("utf-8")})
+    def write(self, key: str, ext: str, image: bytes, record: dict, caption: str | None = None) -> None:
+        """One sample; ``caption`` (optional) becomes a ``<key>.txt`` member, the caption open_clip reads."""
+        sample = {"__key__": key, ext: image, "json": json.dumps(record).encode("utf-8")}
+        if caption is not None:
+            sample["txt"] = caption.encode("utf-8")
+        self._writer.write(sample)
         self.count += 1
 
     def close(self, complete: bool) -> None:
@@ -144,7 +148,7 @@ class FolderOut(_AtomicFolder):
         self._fh = open(self.tmp / MANIFEST, "w", encoding="utf-8")
         self._made: set[Path] = set()
 
-    def write(self, key: str, ext: str, image: bytes, record: dict) -> None:
+    def write(self, key: str, ext: str, image: bytes, record: dict, caption: str | None = None) -> None:
         rel = f"{IMAGES_DIR}/{self.count // BLOCK:04d}/{key}.{ext}"
         folder = self.tmp / rel.rsplit("/", 1)[0]
         if folder not in self._made:

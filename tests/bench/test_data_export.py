@@ -37,7 +37,28 @@ def test_cli_jsonl_with_reencoding_and_workers(tmp_path):
     same(src, build_dataset({"format": "jsonl", "path": str(tmp_path / "j" / "manifest.jsonl")}))
 
 
+def test_caption_member_for_open_clip(tmp_path):
+    """--caption-level writes <key>.txt: the stages of open_clip's webdataset pipeline (decode pilrgb, rename
+    image=jpg;png;jpeg;webp text=txt, its training transform) read the shards. (open_clip_train 3.3's own
+    get_wds_dataset does not run with webdataset 1.0: its tarfile_to_samples_nothrow chokes on the end-of-shard
+    marker webdataset 1.0 yields.)"""
+    import webdataset
+    from open_clip import image_transform
+
+    assert main(["--to", "wds", "--out", str(tmp_path / "w"), "--shard-size", "10", "--caption-level", "disease",
+                 "--no-progress", *SYNTH]) == 0
+    src = build_dataset({k.split("=")[0][5:]: yaml.safe_load(k.split("=")[1]) for k in SYNTH})
+    same(src, build_dataset({"format": "wds", "path": str(tmp_path / "w"), "index_cache": False}))  # .txt ignored
+    pipe = (webdataset.WebDataset(str(tmp_path / "w" / "shard-{000000..000002}.tar"), shardshuffle=False)
+            .decode("pilrgb").rename(image="jpg;png;jpeg;webp", text="txt")
+            .map_dict(image=image_transform(16, is_train=True)).to_tuple("image", "text"))
+    got = list(pipe)
+    assert len(got) == 30 and tuple(got[0][0].shape) == (3, 16, 16)
+    assert [t for _, t in got] == src.texts("disease")
+
+
 @pytest.mark.parametrize("argv, message", [
+    (["--to", "wds", "--out", "OUT", "--caption-level", "organ", *SYNTH], "--caption-level 'organ' is not a level"),
     (["--to", "wds", "--out", "OUT"], "give the dataset to export, e.g. data.format=fundus_synth"),
     (["--to", "wds", "--out", "OUT", "data.format=fundus_synht"], "data.format='fundus_synht' is unknown (did you mean fundus_synth?)"),
     (["--to", "wds", "--out", "OUT", "train.epochs=1", "data.format=fundus_synth"], "takes data.* options only"),

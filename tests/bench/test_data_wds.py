@@ -237,3 +237,34 @@ def test_unreadable_shard(tmp_path):
         wds(tmp_path)
     with pytest.raises(DataValidationError, match="unreadable"):  # a whole-shard problem: not skippable
         wds(tmp_path, on_bad_sample="skip")
+
+
+@pytest.mark.parametrize("opts, message", [
+    ({"index_workers": -1}, "data.index_workers"),
+    ({"index_cache": ""}, "must be a folder path, or false"),
+    ({"shard_size": 3}, "shard_size"),
+])
+def test_option_errors(shards, opts, message):
+    with pytest.raises(DataConfigError, match=message):
+        build_dataset({"format": "wds", "path": str(shards), **opts})
+
+
+def test_index_cache_false_string(shards, tmp_path, monkeypatch):
+    monkeypatch.setenv("CONTRASTIVE_BENCH_CACHE", str(tmp_path / "c"))
+    assert len(build_dataset({"format": "wds", "path": str(shards), "index_cache": "false", "check_images": False})) == 48
+    assert not (tmp_path / "c").exists()
+    build_dataset({"format": "wds", "path": str(shards), "check_images": False})  # the default folder
+    assert len(list((tmp_path / "c" / "wds-index").glob("*.json"))) == 3
+
+
+def test_meta_change_invalidates_the_cache(synth, tmp_path):
+    out = tmp_path / "s"
+    export(synth.subset(range(4)), out, "wds", progress=False)
+    opts = {"format": "wds", "path": str(out), "index_cache": str(tmp_path / "idx"), "check_images": False}
+    assert len(build_dataset(opts)) == 4
+    meta = json.loads((out / "meta.json").read_text())
+    meta["levels"] = ["category", "disease"]
+    meta["vocab"].pop("description")
+    (out / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(DataValidationError, match=r"\[.*\.json texts.description\]: level 'description' is not declared"):
+        build_dataset(opts)

@@ -129,7 +129,8 @@ class Batches:
             yield idx, images
 
     def _bad(self, bad: list[tuple[int, str]]) -> None:
-        problems = [Problem(self.source.where(i), "image", msg, sample=self.source.sample_id(i)) for i, msg in bad]
+        problems = [Problem(self.source.where(i), "image", f"sample {self.source.sample_id(i)!r} (index {i}): {msg}",
+                            sample=self.source.sample_id(i)) for i, msg in bad]
         if not self.skip_bad:
             raise DataValidationError(problems)
         self.skipped += len(bad)

@@ -62,6 +62,8 @@ class Preset:
 
     def __call__(self, image: np.ndarray, size: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """uint8 ``H x W x 3`` -> uint8 ``size x size x 3`` tensor (``generator`` required for a random preset)."""
+        if not image.flags.writeable:  # PIL's arrays are read-only views; torch wants to own writable memory
+            image = image.copy()
         x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
         g = generator
 

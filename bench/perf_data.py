@@ -153,6 +153,40 @@ def probe(manifest: str, resolution: int, steps: int, workers: int, batch: int, 
             "steps": steps, "workers": workers, "resolution": resolution}
 
 
+def _private_dirty_mib() -> float:
+    with open("/proc/self/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Private_Dirty:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cow_growth(manifest: Path) -> dict:
+    """MiB a forked process dirties by reading every sample's path: through the loader's numpy tables
+    (``ImageSource``) and through the dataset's list of ``Sample`` objects (reference counts written)."""
+    from .data import build_dataset
+    from .data.images import ImageSource
+
+    data = build_dataset({"format": "jsonl", "path": str(manifest), "check_images": "none"})
+    source = ImageSource(data)
+    out = {"samples": len(data)}
+    for name, read in (("numpy_tables", lambda i: source.paths[i]), ("sample_objects", lambda i: data.samples[i].image)):
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: what a DataLoader worker does, then report its dirtied memory
+            os.close(r)
+            before = _private_dirty_mib()
+            for i in range(len(data)):
+                read(i)
+            os.write(w, f"{_private_dirty_mib() - before}".encode())
+            os._exit(0)
+        os.close(w)
+        out[name + "_mib"] = float(os.read(r, 64).decode())
+        os.close(r)
+        os.waitpid(pid, 0)
+    return out
+
+
 def run_probe(manifest: Path, resolution: int, steps: int, workers: int, batch: int) -> dict:
     cmd = [sys.executable, "-m", "bench.perf_data", "_probe", str(manifest), str(resolution), str(steps), str(workers),
            str(batch), repr(time.time())]
@@ -179,12 +213,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000],
                     help="corpus sizes of the memory / start-up probe (default 10000 100000)")
     ap.add_argument("--steps", type=int, default=30, help="training steps per probe (default 30)")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["throughput", "memory", "wait"])
+    ap.add_argument("--skip", nargs="*", default=[], choices=["throughput", "memory", "wait"],
+                    help="parts to leave out (memory includes the copy-on-write measurement)")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     args.dir.mkdir(parents=True, exist_ok=True)
-    res: dict = {"cpus": len(os.sched_getaffinity(0)), "throughput": [], "memory": [], "wait": None}
+    res: dict = {"cpus": len(os.sched_getaffinity(0)), "throughput": [], "memory": [], "wait": None, "cow": None}
     if "throughput" not in args.skip:
         for fmt in args.formats:
             m = draw(args.dir, fmt, args.files, args.source_resolution)
@@ -196,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         m = draw(args.dir, "jpg", args.files, args.source_resolution)
         for n in args.sizes:
             res["memory"].append(run_probe(corpus_manifest(m, n), args.resolution, args.steps, 2, args.batch))
+        res["cow"] = cow_growth(corpus_manifest(m, max(args.sizes)))
     if "wait" not in args.skip:
         m = draw(args.dir, "png", args.files, 64)
         res["wait"] = run_probe(m, 64, max(args.steps, 20), 2, 128 if args.files >= 256 else 32)
@@ -217,6 +253,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'samples':>8} {'peak RSS MiB':>13} {'worker MiB':>11} {'startup s':>10}")
         for r in res["memory"]:
             print(f"{r['samples']:>8} {r['peak_rss_mib']:13.0f} {r['worker_peak_rss_mib']:11.0f} {r['startup_s']:10.1f}")
+    if res["cow"]:
+        c = res["cow"]
+        print(f"\nmemory a forked worker dirties reading all {c['samples']} paths: {c['numpy_tables_mib']:.1f} MiB "
+              f"(numpy tables, the loader) vs {c['sample_objects_mib']:.1f} MiB (the list of Sample objects)")
     if res["wait"]:
         w = res["wait"]
         print(f"\ndata-wait share, tiny ViT at 64 px, 2 workers: {100 * w['wait_share']:.1f} % of the loop")

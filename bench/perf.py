@@ -303,6 +303,7 @@ def cmd_objectives(args: argparse.Namespace) -> int:
 SUBCOMMANDS = {
     "train": ("perf_train", "images/s of a full training step through the harness vs a bare loop (python -m bench.perf train --help)"),
     "claims": ("perf_claims", "what holding a cell's claim costs a training loop (python -m bench.perf claims --help)"),
+    "data": ("perf_data", "the data path: loader img/s vs open_clip's pipeline, memory and start-up at 10k/100k samples, data-wait share (python -m bench.perf data --help)"),
     "gpu": ("perf_gpu", "the one-shot GPU check: smoke cell, sync guard, ViT-B/16 throughput vs open_clip (python -m bench.perf gpu --help)"),
 }
 

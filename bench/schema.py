@@ -38,11 +38,22 @@ SELECTORS = {"data": "format", "image": "name", "text": "name", "objective": "na
 OPEN_SECTIONS = tuple(SELECTORS)
 
 #: ``train.augment`` presets (``true`` = ``flip``, ``false`` = ``none``, as written by older configs)
-AUGMENT_PRESETS = ("none", "flip")
+AUGMENT_PRESETS = ("none", "flip", "open_clip", "mgll")
+
+#: ``data.check_images`` modes (``true`` = ``all``, ``false`` = ``none``, as written by older configs)
+CHECK_IMAGES = ("auto", "all", "sample", "none")
 
 
 def _help(text: str, **extra: Any) -> dict:
     return {"help": text, **extra}
+
+
+def _check_images(key: str, value: Any) -> str:
+    if value is True:
+        return "all"
+    if value is False:
+        return "none"
+    return as_choice(key, value, CHECK_IMAGES)
 
 
 def _augment(key: str, value: Any) -> str:
@@ -89,7 +100,10 @@ class TrainConfig:
     threads: int = field(default=0, metadata=_help(
         "torch CPU threads (0 = torch's default; on a busy 2-core machine 1 is fastest)", min=0))
     augment: Any = field(default="flip", metadata=_help(
-        "augmentation preset: none, flip (random horizontal flips)", check=_augment))
+        "augmentation preset, applied per sample in the loader's workers: none (resize only), flip (random "
+        "horizontal flips), open_clip (open_clip's training transform: RandomResizedCrop scale 0.9-1, bicubic), "
+        "mgll (the released MGLL code's: flip, colour jitter 0.1, RandomResizedCrop 0.9-1, ImageNet mean/std); "
+        "see docs/data-loading.md", check=_augment))
     log_every: int = field(default=10, metadata=_help("log the loss terms to history.csv every N steps", min=1))
     deterministic: bool = field(default=False, metadata=_help("torch.use_deterministic_algorithms(True)"))
     checkpoint_every_steps: int = field(default=0, metadata=_help(
@@ -121,7 +135,13 @@ class DataShared:
     on_bad_sample: Optional[str] = field(default=None, metadata=_help(
         "error (default: stop and list every problem) or skip (drop bad samples, count them)",
         choices=["error", "skip"]))
-    check_images: Optional[bool] = field(default=None, metadata=_help("open every image file once during validation (default true)"))
+    check_images: Any = field(default=None, metadata=_help(
+        "image files opened before training: all (every file, in parallel processes), sample (a random "
+        "sample of them; the rest are found while loading), none, auto (default: all up to 20000 files, "
+        "else sample); true/false = all/none", check=_check_images))
+    workers: Optional[int] = field(default=None, metadata=_help(
+        "loader worker processes that decode and augment (null: the CPUs this process may use minus one, at "
+        "most 8; 0: the main process)", min=0, identity=False))
     split_seed: Optional[int] = field(default=None, metadata=_help("seed of drawn splits (data without a split field)"))
     val_fraction: Optional[float] = field(default=None, metadata=_help("drawn val fraction (default 0.1)", min=0, max=1, max_open=True))
     test_fraction: Optional[float] = field(default=None, metadata=_help("drawn test fraction (default 0.1)", min=0, max=1, max_open=True))

@@ -2,18 +2,22 @@
 
 Each epoch visits the training samples in an order drawn from ``seed + epoch`` (so a resumed run sees the
 same order), in batches of ``train.batch_size`` (the last incomplete batch is dropped, as in the MGLL code).
+The images stream through :mod:`bench.data.loader` (a DataLoader over ``data.workers`` processes that decode,
+augment with the ``train.augment`` preset and resize each sample; :mod:`bench.data.sampler` says which rows
+each rank reads at each step). The position in the data is a function of the step (saved in checkpoints as
+``data_position`` for reference), and every augmentation draw a function of (seed, epoch, sample index), so
+neither depends on the number of workers or on where a run resumed.
 
 Checkpoints (``checkpoints/last.pt``: model, optimiser, scheduler, step, RNG states, logged history) are
 written atomically at the end of every epoch, every ``train.checkpoint_every_steps`` optimiser steps (0 =
 off), and when a preemption/timeout signal was deferred to the loop (see :data:`PREEMPTION`). The RNG states
-are those at the step the checkpoint is taken, so the random flips of ``train.augment`` (drawn from torch's
-global RNG) continue exactly; resuming mid-epoch rebuilds the epoch's order and skips the batches already
-done. An interrupted then resumed run therefore ends with the same parameters and metrics as an
+are those at the step the checkpoint is taken (dropout and the objectives continue exactly); resuming
+mid-epoch starts the loader at the step's batch of the epoch's order. An interrupted then resumed run therefore ends with the same parameters and metrics as an
 uninterrupted one (checked bit for bit on CPU by ``tests/bench/test_resume.py``). They are read back
 safely (``weights_only=True``) by :mod:`bench.resume`.
 
-Under an initialised ``torch.distributed`` group of W processes, every rank draws the same global order and
-the same flips, takes rows ``r * B/W .. (r+1) * B/W - 1`` of each global batch of B = ``train.batch_size``,
+Under an initialised ``torch.distributed`` group of W processes, every rank draws the same global order,
+reads (decodes and augments) only its rows ``r * B/W .. (r+1) * B/W - 1`` of each global batch of B = ``train.batch_size``,
 runs the model wrapped in ``DistributedDataParallel``; the objectives gather features and labels across
 ranks, so the loss is that of the global batch. Only rank 0 writes checkpoints and ``history.csv``.
 
@@ -41,7 +45,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .data.loader import train_batches
 from .data.sample import MultiGranularDataset
+from .data.sampler import data_position
 from .models import TwoTower
 from .resume import resume
 from .store import atomic_write, write_text
@@ -102,7 +108,8 @@ def prepare_levels(model: TwoTower, data: MultiGranularDataset, levels: list[str
 
 
 def load_images(data: MultiGranularDataset, desc: str = "loading images") -> torch.Tensor:
-    """All images of ``data`` as one uint8 tensor ``[N, H, W, 3]`` (they must share a size)."""
+    """All images of ``data`` as one uint8 tensor ``[N, H, W, 3]`` (they must share a size). Only for the
+    bare-loop comparison of ``bench.perf train``; pretraining streams through :mod:`bench.data.loader`."""
     it = range(len(data))
     if len(data) > 2000:
         it = tqdm(it, desc=desc, leave=False)
@@ -111,6 +118,15 @@ def load_images(data: MultiGranularDataset, desc: str = "loading images") -> tor
     if len(shapes) > 1:
         raise ValueError(f"{data.name}: images differ in size {sorted(shapes)[:3]}...; resize them to one size first")
     return torch.from_numpy(np.stack(arrays)) if arrays else torch.zeros(0, 1, 1, 3, dtype=torch.uint8)
+
+
+def _augment_name(value: Any) -> str:
+    """``train.augment``: a preset name; ``true`` / ``false`` (older configs) mean ``flip`` / ``none``."""
+    if value is True:
+        return "flip"
+    if value is False or value is None:
+        return "none"
+    return str(value)
 
 
 def make_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int):
@@ -206,7 +222,6 @@ def pretrain(
     writer = rank == 0
     levels = list(objective.levels_used(list(data.levels)))
     batching = prepare_levels(model, data, levels, bool(getattr(objective, "wants_multi_hot", False)))
-    images = load_images(data)
     n = len(data)
     bs = int(cfg.batch_size)
     if n < bs:
@@ -260,6 +275,7 @@ def pretrain(
             history=history,
             elapsed=elapsed + time.perf_counter() - t0,
             rng=_rng_state(),
+            data_position=data_position(step, steps_per_epoch, bs),
         )
         _write_history(cell_dir / "history.csv", history)
         log.debug("checkpoint at step %d (%s)", step, reason)
@@ -269,20 +285,16 @@ def pretrain(
     bar = tqdm(total=total, initial=step, desc="pretrain", leave=False, dynamic_ncols=True, disable=True if not writer else None)
     last_out: dict[str, float] = {}
     last_history_write = time.perf_counter()
+    batches = train_batches(data, model.resolution, _augment_name(cfg.get("augment", "flip")), seed, bs, total,
+                            start_step=step, rank=rank, world=world, device=device)
+    feed = iter(batches)
     PREEMPTION.active = True
     try:
         while step < total:
             epoch, within = divmod(step, steps_per_epoch)
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000003 + epoch))
             for b in range(within, steps_per_epoch):
-                idx = order[b * bs : (b + 1) * bs]
-                mine = slice(rank * local_bs, (rank + 1) * local_bs)
-                x = images[idx[mine]]
-                if cfg.augment:
-                    flip = (torch.rand(len(idx)) < 0.5)[mine]  # drawn for the global batch: same RNG use on all ranks
-                    x = torch.where(flip.view(-1, 1, 1, 1), x.flip(2), x)
-                idx = idx[mine]
-                pixels = model.preprocess(x)
+                idx, x = next(feed)  # this rank's rows of the global batch, decoded and augmented by the workers
+                pixels = model.preprocess(x.to(device, non_blocking=True))
                 tokens = {g: batching[g].tokens[batching[g].token_ids[idx]].to(device, non_blocking=True)
                           for g in levels}
                 labels = {g: batching[g].labels[idx] for g in levels}  # on the host: targets are built there
@@ -319,6 +331,7 @@ def pretrain(
     finally:
         PREEMPTION.active = False
         bar.close()
+        del feed  # stops the loader's workers
     if _any_rank(PREEMPTION.requested, device, world):  # a signal that came after the last step's check
         PREEMPTION.fire()
     stepper.check(step)
@@ -336,7 +349,12 @@ def pretrain(
         "train/final_logit_scale": float(model.logit_scale().detach()),
         # the objective's forward, timed (CUDA events on a GPU) on the logging steps of this process
         "train/objective_forward_s_per_step": obj_s / obj_n if obj_n else float("nan"),
+        # host time this process spent waiting for the loader (the rest of the wall time is the steps)
+        "train/data_wait_s": batches.wait_s,
+        "train/data_workers": batches.workers,
     }
+    if batches.skipped:
+        summary["train/bad_images_skipped"] = batches.skipped
     if history:
         summary.update({f"train/final_{k}": v for k, v in history[-1].items() if k not in ("step", "epoch", "lr", "logit_scale")})
     return summary

@@ -79,8 +79,27 @@ def batches(n: int, batch_size: int) -> Iterator[np.ndarray]:
         yield np.arange(start, min(start + batch_size, n))
 
 
+def image_batches(model: Any, dataset: Any, batch_size: int) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    """``(indices, model.preprocess(images))`` over ``dataset`` in order, in blocks of ``batch_size``.
+
+    A model with an input size (``model.resolution``) reads through the data loader
+    (:func:`bench.data.loader.eval_batches`: ``data.workers`` processes decode and resize each image);
+    anything else is read here, one batch at a time."""
+    size = getattr(model, "resolution", None)
+    if not isinstance(size, int):
+        for idx in batches(len(dataset), batch_size):
+            yield idx, preprocess_images(model, load_batch(dataset, idx))
+        return
+    from bench.data.loader import eval_batches
+
+    device = model_device(model)
+    for idx, x in eval_batches(dataset, size, batch_size, device=device):
+        yield idx.numpy(), model.preprocess(x.to(device, non_blocking=True))
+
+
 def encode_images(model: Any, dataset: Any, batch_size: int, desc: str = "image features") -> np.ndarray:
-    """float32 ``[N, D]``: ``model.encode_image(model.preprocess(images))`` for every image, in order.
+    """float32 ``[N, D]``: ``model.encode_image(model.preprocess(images))`` for every image, in order
+    (read by :func:`image_batches`).
 
     Eval mode and ``torch.no_grad()`` for the whole pass, under the model's autocast (see :func:`autocast`);
     the model's own train/eval flags are restored.
@@ -88,8 +107,7 @@ def encode_images(model: Any, dataset: Any, batch_size: int, desc: str = "image 
     n = len(dataset)
     out: list[np.ndarray] = []
     with eval_mode(model), torch.no_grad(), progress(n, desc) as bar:
-        for idx in batches(n, batch_size):
-            pixels = preprocess_images(model, load_batch(dataset, idx))
+        for idx, pixels in image_batches(model, dataset, batch_size):
             with autocast(model):
                 z = model.encode_image(pixels)
             out.append(z.detach().float().cpu().numpy())

@@ -10,8 +10,12 @@ modified), as in the MGLL downstream code (paper.md section 2.6):
   ``warmup_epochs`` then cosine decay to 0; gradient-norm clipping at ``clip_grad`` (0 = off);
 - forward passes under the model's own ``autocast()`` (bf16 on CUDA for ``precision=auto``; a GradScaler
   when the model says ``needs_grad_scaler``), losses in fp32;
-- augmentation (``augment=true``): random horizontal and vertical flips (MGLL also rotates, jitters colour
-  and crops; those are left out to keep CPU runs fast and deterministic);
+- augmentation, ``augment=``: ``flip`` (default; ``true``): random horizontal and vertical flips of the
+  normalised pixels; ``none`` (``false``); ``mgll``: the MGLL downstream transform
+  (``bench.data.transforms`` preset ``mgll_finetune``: flips, rotation 30 degrees, colour jitter 0.6,
+  RandomResizedCrop 0.9-1.0 bicubic, drawn per (seed, epoch, sample) in the loader's workers) with
+  mean = std = 0.5 normalisation, also for val and test (as MGLL's code; the encoder's own statistics
+  otherwise);
 - model selection: after every epoch, accuracy on val (the metric ``acc`` of :mod:`tasks.metrics`); the
   epoch with the best val accuracy (ties -> the earliest) is restored, then one pass on test.
 
@@ -34,13 +38,17 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .base import Metrics, Task
-from .encode import autocast, batches, load_batch, model_device, preprocess_images
+from .encode import autocast, batches, image_batches, load_batch, model_device, preprocess_images
 from .metrics import classification_metrics
-from .options import check_bool, check_float, check_int, check_str
+from .options import check_bool, check_choice, check_float, check_int, check_str
 from .registry import register
 from .sampling import label_fraction_indices
 
 log = logging.getLogger(__name__)
+
+#: the ``augment`` choices (``true`` / ``false`` = ``flip`` / ``none``)
+AUGMENT = ("flip", "none", "mgll")
+HALF = (0.5, 0.5, 0.5)  # MGLL's downstream normalisation (mean = std = 0.5)
 
 
 class _Encoder(nn.Module):
@@ -74,7 +82,7 @@ class Finetune(Task):
         weight_decay: float = 1e-3
         warmup_epochs: float = 0.0
         clip_grad: float = 10.0
-        augment: bool = True
+        augment: Any = "flip"
         label_fraction: float = 1.0
         seed: int = 0
         ci: bool = False
@@ -89,7 +97,8 @@ class Finetune(Task):
         o.weight_decay = check_float(t, "weight_decay", o.weight_decay, low=0.0)
         o.warmup_epochs = check_float(t, "warmup_epochs", o.warmup_epochs, low=0.0, high=float(o.epochs))
         o.clip_grad = check_float(t, "clip_grad", o.clip_grad, low=0.0)
-        o.augment = check_bool(t, "augment", o.augment)
+        o.augment = {True: "flip", False: "none"}.get(o.augment, o.augment) if isinstance(o.augment, bool) else o.augment
+        o.augment = check_choice(t, "augment", o.augment, AUGMENT)
         o.label_fraction = check_float(t, "label_fraction", o.label_fraction, low=0.0, high=1.0, low_open=True)
         o.seed = check_int(t, "seed", o.seed)
         o.ci = check_bool(t, "ci", o.ci)
@@ -162,7 +171,7 @@ class Finetune(Task):
         was = encoder.training
         encoder.eval()
         with torch.no_grad():
-            z = encoder(preprocess_images(model, load_batch(dataset, [0])))
+            z = encoder(preprocess_images(model, load_batch(dataset, [0])))  # the size is all that is read
         encoder.train(was)
         return int(z.shape[-1])
 
@@ -173,12 +182,7 @@ class Finetune(Task):
         order = np.random.default_rng([o.seed, epoch]).permutation(len(dataset))
         total, count = 0.0, 0
         bar = tqdm(total=len(dataset), desc=f"finetune epoch {epoch}", unit="img", disable=None, leave=False)
-        for idx in _train_batches(len(order), o.batch_size):
-            rows = order[idx]
-            with torch.no_grad():
-                pixels = preprocess_images(model, load_batch(dataset, rows))
-                if o.augment:
-                    pixels = _random_flips(pixels)
+        for rows, pixels in self._train_pixels(model, dataset, order, epoch):
             with autocast(model):
                 logits = head(encoder(pixels))
             logits = logits.float()  # losses in fp32
@@ -208,14 +212,45 @@ class Finetune(Task):
         bar.close()
         return total / max(count, 1)
 
+    def _train_pixels(self, model, dataset, order: np.ndarray, epoch: int):
+        """``(rows, pixels)`` of one epoch's batches, augmented as ``augment`` says."""
+        o = self.options
+        blocks = _train_batches(len(order), o.batch_size)
+        if o.augment == "mgll":
+            from bench.data.loader import epoch_batches
+
+            device = model_device(model)
+            for idx, x in epoch_batches(dataset, int(model.resolution), order, blocks, "mgll_finetune", o.seed,
+                                        epoch, device=device):
+                yield idx.numpy(), _normalize(x, device, HALF, HALF)
+            return
+        for idx in blocks:
+            rows = order[idx]
+            with torch.no_grad():
+                pixels = preprocess_images(model, load_batch(dataset, rows))
+                if o.augment == "flip":
+                    pixels = _random_flips(pixels)
+            yield rows, pixels
+
+    def _eval_pixels(self, model, dataset):
+        """Pixels of every sample in order (mean = std = 0.5 with ``augment=mgll``, else the model's)."""
+        if self.options.augment != "mgll":
+            for _, pixels in image_batches(model, dataset, self.options.batch_size):
+                yield pixels
+            return
+        from bench.data.loader import eval_batches
+
+        device = model_device(model)
+        for _, x in eval_batches(dataset, int(model.resolution), self.options.batch_size, device=device):
+            yield _normalize(x, device, HALF, HALF)
+
     def _predict(self, model, encoder, head, dataset, kind) -> np.ndarray:
         """Probabilities ``[N, C]`` (softmax or sigmoid) in eval mode, no gradients."""
         encoder.eval()
         head.eval()
         out = []
         with torch.no_grad():
-            for idx in batches(len(dataset), self.options.batch_size):
-                pixels = preprocess_images(model, load_batch(dataset, idx))
+            for pixels in self._eval_pixels(model, dataset):
                 with autocast(model):
                     logits = head(encoder(pixels))
                 logits = logits.float()
@@ -247,6 +282,14 @@ def _warmup_cosine(warmup: int, total: int):
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     return factor
+
+
+def _normalize(x: torch.Tensor, device: torch.device, mean, std) -> torch.Tensor:
+    """uint8 ``[B, H, W, 3]`` -> float ``[B, 3, H, W]`` on ``device``, ``(x / 255 - mean) / std``."""
+    x = x.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+    m = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+    s = torch.tensor(std, device=device).view(1, 3, 1, 1)
+    return x.sub_(m).div_(s).contiguous()
 
 
 def _random_flips(pixels: torch.Tensor) -> torch.Tensor:

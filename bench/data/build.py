@@ -7,7 +7,9 @@ Shared options (handled here, not by the formats; ``None`` = the default):
 - ``on_bad_sample``: ``error`` (default: any problem raises :class:`DataValidationError` listing them all) or
   ``skip`` (bad samples are dropped and counted in ``dataset.stats["bad_samples_skipped"]``; problems of the
   whole file or dataset still raise);
-- ``check_images`` (default true): open every image file once during validation;
+- ``check_images`` (``auto`` default): which image files validation opens before training: ``all``, a
+  ``sample``, ``none`` (see ``validate.check_plan``); the rest are found while loading;
+- ``workers``: the loader's worker processes (``bench.data.loader.configure``, with ``on_bad_sample``);
 - ``split_seed`` (0), ``val_fraction`` (0.1), ``test_fraction`` (0.1): splits drawn, grouped by patient, when
   no sample has a split (see ``splits.py``). Formats that make their own splits (``fundus_synth``,
   ``digits``) receive these keys as their own options instead;
@@ -29,6 +31,7 @@ from typing import Any
 
 from ..options import coerce
 from ..schema import DataShared
+from .loader import configure as configure_loader
 from .missing import drop_texts
 from .problems import DataValidationError, Problem
 from .registry import DataConfigError, get_format
@@ -44,6 +47,7 @@ SHARED_OPTIONS = (
     "levels",
     "on_bad_sample",
     "check_images",
+    "workers",
     *SPLIT_OPTIONS,
     "missing_rate",
     "missing_seed",
@@ -81,7 +85,7 @@ def _int(value: Any, default: int) -> int:
     return default if value is None else int(value)
 
 
-def _validated(dataset: MultiGranularDataset, parse_problems: list[Problem], levels, on_bad: str, check_images: bool):
+def _validated(dataset: MultiGranularDataset, parse_problems: list[Problem], levels, on_bad: str, check_images: str):
     """The dataset without bad samples (``skip``), or a DataValidationError listing every problem."""
     found = find_problems(dataset, required_levels=levels, check_images=check_images)
     problems = parse_problems + [p for _, p in found]
@@ -121,7 +125,8 @@ def build_dataset(cfg: Any) -> MultiGranularDataset:
     shared = _shared(options, own_splits)
     levels = shared["levels"]
     on_bad = shared["on_bad_sample"] or "error"
-    check_images = True if shared["check_images"] is None else shared["check_images"]
+    check_images = shared["check_images"] or "auto"
+    configure_loader(workers=shared["workers"], on_bad_sample=on_bad)
     rate = 0.0 if shared["missing_rate"] is None else shared["missing_rate"]
     missing_seed = _int(shared["missing_seed"], 0)
     missing_levels = shared["missing_levels"]

@@ -4,7 +4,14 @@ Checks: levels named in the config but absent from the data; duplicate sample id
 the first); split values other than train/val/test; labels outside a level's vocabulary (unknown names); empty label sets at levels where labels are
 required; downstream targets that are missing or out of range; and every image: a file path must exist
 and open (``np.load`` and key ``image`` for ``.npz``, ``PIL.Image.verify`` otherwise; each distinct file is
-opened once), an in-memory array must be ``H x W`` or ``H x W x {1,3,4}``.
+opened once), an in-memory array must be ``H x W`` or ``H x W x {1,3,4}``, an :class:`ImageRef` (a member
+of a tar shard) must pass its own ``check()`` (it names the shard and the member).
+
+Which image files are opened is ``data.check_images`` (:func:`check_plan`): ``all`` (in parallel: a process
+pool above :data:`PROCESS_MIN_IMAGES` files), a seeded random ``sample`` of :data:`SAMPLE_IMAGES` files,
+``none``, or ``auto`` (all up to :data:`AUTO_ALL_MAX` files, else a sample). The log says which. Files not
+opened here are found by the loader when it reads them (an error naming the file and sample, or skipped
+and counted with ``data.on_bad_sample=skip``).
 
 Parse-time problems (missing fields, bad values) are found by the format adapters while reading; see
 ``problems.py``.
@@ -13,8 +20,9 @@ Parse-time problems (missing fields, bad values) are found by the format adapter
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
@@ -28,6 +36,20 @@ log = logging.getLogger(__name__)
 __all__ = ["DataValidationError", "Problem", "check_image", "find_problems", "validate"]
 
 PROGRESS_MIN_IMAGES = 2000  # show a progress bar above this many image files
+PROCESS_MIN_IMAGES = 2000  # check files in a process pool above this many (threads below: no start-up cost)
+AUTO_ALL_MAX = 20000  # check_images=auto opens every file up to this many, else a sample
+SAMPLE_IMAGES = 1000  # files opened by check_images=sample
+SAMPLE_SEED = 0
+
+
+def check_plan(mode: str | bool | None, n_files: int) -> tuple[str, int]:
+    """(``all`` | ``sample`` | ``none``, how many files to open) for ``data.check_images=mode``."""
+    mode = {True: "all", False: "none", None: "auto"}.get(mode, mode)  # type: ignore[arg-type]
+    if mode == "auto":
+        mode = "all" if n_files <= AUTO_ALL_MAX else "sample"
+    if mode == "sample" and n_files <= SAMPLE_IMAGES:
+        mode = "all"
+    return mode, {"all": n_files, "sample": SAMPLE_IMAGES, "none": 0}[mode]
 
 
 def check_image(path: str | Path) -> str | None:
@@ -66,9 +88,24 @@ def _check_array(arr: np.ndarray, where: object) -> str | None:
     return None
 
 
-def _image_problems(samples: Sequence[Sample], name: str) -> list[tuple[int, Problem]]:
-    """Problems of image arrays and files; a sample without an origin is named by the file (paths) or the
-    dataset ``name`` (arrays)."""
+def _check_files(paths: list) -> list[str | None]:
+    """What is wrong with each file path or :class:`ImageRef` (``None``: it opens)."""
+    from tqdm.auto import tqdm
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if len(paths) > PROCESS_MIN_IMAGES and cpus > 1:
+        pool = ProcessPoolExecutor(min(cpus, 16), mp_context=multiprocessing.get_context("fork"))
+        chunk = max(16, len(paths) // (64 * min(cpus, 16)))
+    else:
+        pool, chunk = ThreadPoolExecutor(max(1, min(8, 2 * cpus))), 64
+    with pool:
+        return list(tqdm(pool.map(_check_item, paths, chunksize=chunk), total=len(paths), desc="checking images",
+                         unit="img", disable=len(paths) <= PROGRESS_MIN_IMAGES))
+
+
+def _image_problems(samples: Sequence[Sample], name: str, mode: str | bool | None = "all") -> list[tuple[int, Problem]]:
+    """Problems of image arrays and files (the files of ``check_plan(mode)``); a sample without an origin
+    is named by the file (paths) or the dataset ``name`` (arrays)."""
     by_path: dict[str, list[int]] = {}
     sources: list[int] = []  # samples whose image is an ImageRef (a shard member): checked by its check()
     out: list[tuple[int, Problem]] = []
@@ -85,36 +122,28 @@ def _image_problems(samples: Sequence[Sample], name: str) -> list[tuple[int, Pro
             msg = f"image is neither an array nor a path: {type(s.image).__name__}"
             out.append((i, Problem.at(s.origin, "image", msg, s.id) if s.origin else Problem(name, "image", msg, sample=s.id)))
     paths = list(by_path)
+    # files (each distinct path once), then images that live elsewhere (shard members), checked alike
     items: list = paths + [samples[i].image for i in sources]
+    owners = [by_path[p] for p in paths] + [[i] for i in sources]
+    plan, k = check_plan(mode, len(items))
+    pick = list(range(len(items))) if plan == "all" else []
+    if plan == "sample":
+        pick = np.sort(np.random.default_rng(SAMPLE_SEED).choice(len(items), size=k, replace=False)).tolist()
     if items:
-        from tqdm.auto import tqdm
-
-        workers = max(1, min(8, 2 * (os.cpu_count() or 1)))
-        with ThreadPoolExecutor(workers) as pool:
-            results = list(
-                tqdm(
-                    pool.map(_check_item, items, chunksize=64),
-                    total=len(items),
-                    desc="checking images",
-                    unit="img",
-                    disable=len(items) <= PROGRESS_MIN_IMAGES,
-                )
-            )
-        for i, msg in zip(sources, results[len(paths):]):
-            if msg is not None:
-                s = samples[i]
-                field = s.origin.image_field if s.origin and s.origin.image_field else "image"
-                out.append((i, Problem.at(s.origin, field, msg, s.id) if s.origin else Problem(name, field, msg, sample=s.id)))
-        for path, msg in zip(paths, results):
-            if msg is None:
-                continue
-            for i in by_path[path]:
-                s = samples[i]
-                field = s.origin.image_field if s.origin and s.origin.image_field else "image"
-                prob = Problem.at(s.origin, field, msg, s.id)
-                if s.origin is None:
-                    prob = Problem(path, field, msg, sample=s.id)
-                out.append((i, prob))
+        what = "image files" if not sources else "images (files or shard members)"
+        log.info("data: %s: opened %d of %d %s before training (data.check_images=%s%s)", name, len(pick),
+                 len(items), what, mode, "" if plan == "all" else f": {plan}; the others are checked while loading")
+    results = _check_files([items[j] for j in pick]) if pick else []
+    for j, msg in zip(pick, results):
+        if msg is None:
+            continue
+        for i in owners[j]:
+            s = samples[i]
+            field = s.origin.image_field if s.origin and s.origin.image_field else "image"
+            prob = Problem.at(s.origin, field, msg, s.id)
+            if s.origin is None:
+                prob = Problem(items[j] if j < len(paths) else name, field, msg, sample=s.id)
+            out.append((i, prob))
     return out
 
 
@@ -129,7 +158,7 @@ def find_problems(
     dataset: MultiGranularDataset,
     required_levels: Sequence[str] | None = None,
     require_labels: Sequence[str] = (),
-    check_images: bool = True,
+    check_images: str | bool = "auto",
 ) -> list[tuple[int | None, Problem]]:
     """Every problem, with the index of the bad sample (``None`` for a problem of the whole dataset)."""
     out: list[tuple[int | None, Problem]] = []
@@ -192,8 +221,8 @@ def find_problems(
             if not ok:
                 out.append((i, problem(s, f"targets.{task}", f"target {t!r} for task {task!r} is not {want}")))
 
-    if check_images:
-        out.extend(_image_problems(dataset.samples, dataset.name))
+    if check_images not in (False, "none"):
+        out.extend(_image_problems(dataset.samples, dataset.name, check_images))
     return out
 
 
@@ -201,7 +230,7 @@ def validate(
     dataset: MultiGranularDataset,
     required_levels: Sequence[str] | None = None,
     require_labels: Sequence[str] = (),
-    check_images: bool = True,
+    check_images: str | bool = "auto",
 ) -> list[Problem]:
     """Every problem found in ``dataset`` (see the module docstring); an empty list if it is clean."""
     return [p for _, p in find_problems(dataset, required_levels, require_labels, check_images)]

@@ -309,13 +309,25 @@ class TwoTower(nn.Module):
 
 def build_model(cfg, objective=None) -> TwoTower:
     """Build the model from a resolved run config (``cfg.image``, ``cfg.text``, ``cfg.model``,
-    ``cfg.data.resolution``). An objective that needs a logit bias (SigLIP) or its own scale init gets them."""
+    ``cfg.data.resolution``). An objective that needs a logit bias (SigLIP) or its own scale init gets them.
+    A ``train.augment`` preset with its own normalisation (``mgll``: ImageNet statistics) sets ``image.mean`` /
+    ``image.std`` unless they are given, so that evaluation normalises as training did."""
     from omegaconf import OmegaConf
 
     def as_dict(node):
         return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
 
     m = as_dict(cfg.model)
+    image = as_dict(cfg.image)
+    augment = cfg.get("train", {}).get("augment") if hasattr(cfg, "get") else None
+    if isinstance(augment, str):
+        from ..data.transforms import PRESETS
+
+        preset = PRESETS.get(augment)
+        if preset is not None and preset.mean is not None:
+            image.setdefault("mean", list(preset.mean))
+            image.setdefault("std", list(preset.std))
+            image = {k: (list(getattr(preset, k)) if k in ("mean", "std") and v is None else v) for k, v in image.items()}
     scale_init = m.get("logit_scale_init")
     bias_init = m.get("logit_bias_init")
     if objective is not None:
@@ -326,7 +338,7 @@ def build_model(cfg, objective=None) -> TwoTower:
             if bias_init is None:
                 bias_init = -10.0
     return TwoTower(
-        as_dict(cfg.image),
+        image,
         as_dict(cfg.text),
         embed_dim=int(m.get("embed_dim", 128)),
         resolution=int(cfg.data.resolution),

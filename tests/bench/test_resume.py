@@ -44,8 +44,8 @@ def _cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("CONTRASTIVE_BENCH_CACHE", str(tmp_path_factory.getbasetemp() / "resume-cache"))
 
 
-def _parts(objective=None, **train_over):
-    cfg = merge(TINY_FIXED, {"objective": objective or RUNS[1]["objective"], "train": train_over})
+def _parts(objective=None, data=None, **train_over):
+    cfg = merge(TINY_FIXED, {"objective": objective or RUNS[1]["objective"], "train": train_over, "data": data or {}})
     torch.set_num_threads(1)
     train.seed_everything(0)
     data = build_dataset(cfg.data)
@@ -55,8 +55,8 @@ def _parts(objective=None, **train_over):
     return cfg, model, objective, data.split("train")
 
 
-def _pretrain(cell_dir: Path, **train_over):
-    cfg, model, objective, data = _parts(**train_over)
+def _pretrain(cell_dir: Path, data=None, **train_over):
+    cfg, model, objective, data = _parts(data=data, **train_over)
     summary = train.pretrain(model, objective, data, cfg.train, cell_dir, 0, torch.device("cpu"))
     return summary, model
 
@@ -123,6 +123,45 @@ def test_deferred_preemption_saves_at_the_step_and_resumes_exactly(tmp_path, mon
     assert hist == (tmp_path / "ref" / "history.csv").read_text()
     for k, v in ref_summary.items():
         if k.startswith("train/final_") or k in ("train/steps", "train/epochs"):
+            assert summary[k] == v, k
+
+
+@pytest.mark.parametrize("augment", ["flip", "mgll"])
+def test_preempted_with_workers_resumes_like_an_uninterrupted_run_without(tmp_path, monkeypatch, augment):
+    """data.workers=2, preempted mid-epoch 2 at step 5, resumed: the same parameters, history and summary as
+    an uninterrupted run that decoded in the main process (data.workers=0); the checkpoint records the
+    position in the data."""
+    ref_summary, ref_model = _pretrain(tmp_path / "ref", data={"workers": 0}, augment=augment)
+    assert ref_summary["train/data_workers"] == 0
+
+    def handler():
+        raise SystemExit(-1)
+
+    real_step = torch.optim.AdamW.step
+    calls = {"n": 0}
+
+    def step_and_signal(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            assert train.PREEMPTION.request()
+        return real_step(self, *a, **k)
+
+    train.PREEMPTION.install(handler)
+    monkeypatch.setattr(torch.optim.AdamW, "step", step_and_signal)
+    try:
+        with pytest.raises(SystemExit):
+            _pretrain(tmp_path / "cell", data={"workers": 2}, augment=augment)
+    finally:
+        monkeypatch.setattr(torch.optim.AdamW, "step", real_step)
+        train.PREEMPTION.install(None)
+    state = torch.load(tmp_path / "cell" / "checkpoints" / "last.pt", weights_only=False)
+    assert state["step"] == 5 and state["data_position"] == {"epoch": 1, "batch": 2, "samples_seen": 120}
+    summary, model = _pretrain(tmp_path / "cell", data={"workers": 2}, augment=augment)
+    assert summary["train/data_workers"] == 2
+    _assert_same_state(model, ref_model)
+    assert (tmp_path / "cell" / "history.csv").read_text() == (tmp_path / "ref" / "history.csv").read_text()
+    for k, v in ref_summary.items():
+        if k.startswith("train/final_"):
             assert summary[k] == v, k
 
 

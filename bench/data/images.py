@@ -1,0 +1,86 @@
+"""Per-sample image decoding for the data loader: a file (``.npz`` key ``image``, JPEG, PNG, anything PIL
+reads) or an in-memory array -> an ``H x W x 3`` uint8 RGB array.
+
+A JPEG much larger than the size the model wants (at least twice it on the short side) is decoded at a
+reduced DCT scale with PIL's ``Image.draft`` (1/2, 1/4 or 1/8 of its size, never below the wanted size):
+that skips most of the decoder's work, and the image is resized to the tower's input anyway. Every other
+file is decoded at full size.
+
+:class:`ImageSource` is what a loader worker holds: the image paths and sample ids packed into numpy
+buffers (:class:`StringTable`), not a list of Python objects, so forked workers do not copy the pages of
+a 250k-sample list by touching reference counts. Datasets whose images are not all files (the embedded
+sets keep arrays in memory, other formats read their own way) are read through their own ``image(i)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .sample import load_image
+
+#: a JPEG is decoded at reduced scale when its short side is at least this many times the wanted size
+DRAFT_FACTOR = 2
+
+
+class StringTable:
+    """Strings packed into one uint8 buffer + int64 offsets (two numpy arrays, no Python objects per item)."""
+
+    def __init__(self, strings: Sequence[str]):
+        encoded = [str(s).encode("utf-8") for s in strings]
+        self.offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum([len(e) for e in encoded], out=self.offsets[1:])
+        self.buffer = np.frombuffer(b"".join(encoded), dtype=np.uint8) if encoded else np.zeros(0, np.uint8)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> str:
+        return self.buffer[self.offsets[i]:self.offsets[i + 1]].tobytes().decode("utf-8")
+
+
+def decode(image: np.ndarray | str | Path, size: int | None = None) -> np.ndarray:
+    """``H x W x 3`` uint8 RGB from an array or a file; ``size`` (the model's input size) lets a large
+    JPEG decode at reduced scale (see the module docstring). Raises whatever the decoder raises."""
+    if isinstance(image, np.ndarray):
+        return load_image(image)
+    path = Path(image)
+    if path.suffix.lower() == ".npz":
+        return load_image(path)
+    from PIL import Image
+
+    with Image.open(path) as im:
+        if size and im.format == "JPEG" and min(im.size) >= DRAFT_FACTOR * size:
+            im.draft("RGB", (size, size))  # keeps both sides >= size
+        arr = np.asarray(im.convert("RGB"))
+    return arr
+
+
+class ImageSource:
+    """Reads sample ``i`` of a dataset: from its file path when every image is a file, else through the
+    dataset's own ``image(i)``. ``where(i)`` names the file (or the dataset) and ``sample_id(i)`` the id."""
+
+    def __init__(self, data: Any):
+        samples = getattr(data, "samples", None)
+        self.name = str(getattr(data, "name", "dataset"))
+        self.n = len(data)
+        self.ids = StringTable([s.id for s in samples]) if samples is not None else None
+        files = samples is not None and all(isinstance(s.image, (str, Path)) for s in samples)
+        self.paths = StringTable([str(s.image) for s in samples]) if files else None
+        self.data = None if files else data  # only held when it must be: workers then need nothing else
+
+    def __len__(self) -> int:
+        return self.n
+
+    def read(self, i: int, size: int | None = None) -> np.ndarray:
+        if self.paths is not None:
+            return decode(self.paths[i], size)
+        return load_image(self.data.image(i))
+
+    def where(self, i: int) -> str:
+        return self.paths[i] if self.paths is not None else self.name
+
+    def sample_id(self, i: int) -> str:
+        return self.ids[i] if self.ids is not None else str(i)

@@ -8,7 +8,8 @@ file is decoded at full size.
 
 :class:`ImageSource` is what a loader worker holds: the image paths and sample ids packed into numpy
 buffers (:class:`StringTable`), not a list of Python objects, so forked workers do not copy the pages of
-a 250k-sample list by touching reference counts. Datasets whose images are not all files (the embedded
+a 250k-sample list by touching reference counts; members of tar shards likewise
+(:class:`~bench.data.shards.ShardTable`). Datasets whose images are not all files (the embedded
 sets keep arrays in memory, other formats read their own way) are read through their own ``image(i)``.
 """
 
@@ -20,6 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .sample import load_image
+from .shards import ShardMember, ShardTable
 
 #: a JPEG is decoded at reduced scale when its short side is at least this many times the wanted size
 DRAFT_FACTOR = 2
@@ -69,7 +71,9 @@ class ImageSource:
         self.ids = StringTable([s.id for s in samples]) if samples is not None else None
         files = samples is not None and all(isinstance(s.image, (str, Path)) for s in samples)
         self.paths = StringTable([str(s.image) for s in samples]) if files else None
-        self.data = None if files else data  # only held when it must be: workers then need nothing else
+        members = not files and samples is not None and all(isinstance(s.image, ShardMember) for s in samples)
+        self.shards = ShardTable([s.image for s in samples]) if members else None  # data.format=wds
+        self.data = None if files or members else data  # only held when it must be: workers then need nothing else
 
     def __len__(self) -> int:
         return self.n
@@ -77,9 +81,13 @@ class ImageSource:
     def read(self, i: int, size: int | None = None) -> np.ndarray:
         if self.paths is not None:
             return decode(self.paths[i], size)
+        if self.shards is not None:
+            return self.shards.read(i, size)
         return load_image(self.data.image(i))
 
     def where(self, i: int) -> str:
+        if self.shards is not None:
+            return self.shards.where(i)
         return self.paths[i] if self.paths is not None else self.name
 
     def sample_id(self, i: int) -> str:

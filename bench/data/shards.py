@@ -77,8 +77,10 @@ def read_member(shard: str, offset: int, size: int) -> bytes:
     return data
 
 
-def decode_member(data: bytes, ext: str) -> np.ndarray:
-    """The array of an image member's bytes (``npz``: key ``image``; ``npy``; else PIL, converted to RGB)."""
+def decode_member(data: bytes, ext: str, size: int | None = None) -> np.ndarray:
+    """The array of an image member's bytes (``npz``: key ``image``; ``npy``; else PIL, converted to RGB).
+    ``size`` (the model's input size) lets a large JPEG decode at reduced scale, as files do
+    (:func:`bench.data.images.decode`)."""
     ext = ext.lower().rsplit(".", 1)[-1]
     if ext == "npz":
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
@@ -89,7 +91,11 @@ def decode_member(data: bytes, ext: str) -> np.ndarray:
         return np.load(io.BytesIO(data), allow_pickle=False)
     from PIL import Image
 
+    from .images import DRAFT_FACTOR
+
     with Image.open(io.BytesIO(data)) as im:
+        if size and im.format == "JPEG" and min(im.size) >= DRAFT_FACTOR * size:
+            im.draft("RGB", (size, size))  # keeps both sides >= size
         return np.asarray(im.convert("RGB"))
 
 
@@ -126,13 +132,13 @@ class ShardMember(ImageRef):
         """The member's bytes, as stored (an export copies them unchanged)."""
         return read_member(self.shard, self.offset, self.size)
 
-    def _problem(self) -> tuple[np.ndarray | None, str | None]:
+    def _problem(self, size: int | None = None) -> tuple[np.ndarray | None, str | None]:
         try:
             data = self.raw()
         except OSError as e:
             return None, f"shard member {self.name} is unreadable ({e.strerror or e}): {self.shard}"
         try:
-            arr = decode_member(data, self.ext)
+            arr = decode_member(data, self.ext, size)
         except Exception as e:  # PIL / numpy decoding errors: the member is corrupt
             return None, f"corrupt image member {self.name} ({type(e).__name__}: {e}) in shard {self.shard}"
         ok = arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (1, 3, 4))
@@ -140,8 +146,9 @@ class ShardMember(ImageRef):
             return None, f"image member {self.name} has shape {tuple(arr.shape)}; expected H x W (x 1/3/4): {self.shard}"
         return arr, None
 
-    def read(self) -> np.ndarray:
-        arr, msg = self._problem()
+    def read(self, size: int | None = None) -> np.ndarray:
+        """The decoded array (``size``: see :func:`decode_member`)."""
+        arr, msg = self._problem(size)
         if msg is not None:
             from ..errors import DataConfigError
 
@@ -165,6 +172,37 @@ def _shard_stamp(shard: str) -> tuple[int, int]:
         return st.st_size, st.st_mtime_ns
     except OSError:
         return -1, -1
+
+
+class ShardTable:
+    """The shard members of a dataset packed into numpy arrays: what a loader worker holds instead of the
+    samples (no Python object per sample, so forked workers do not copy pages by touching reference counts;
+    see :class:`bench.data.images.ImageSource`)."""
+
+    def __init__(self, members: Sequence[ShardMember]):
+        from .images import StringTable
+
+        n = len(members)
+        files: dict[str, int] = {}
+        self.shard_of = np.fromiter((files.setdefault(m.shard, len(files)) for m in members), np.int32, count=n)
+        self.shards = list(files)
+        self.offsets = np.fromiter((m.offset for m in members), np.int64, count=n)
+        self.sizes = np.fromiter((m.size for m in members), np.int64, count=n)
+        self.names = StringTable([m.name for m in members])
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def member(self, i: int) -> ShardMember:
+        return ShardMember(self.shards[self.shard_of[i]], self.names[i], int(self.offsets[i]), int(self.sizes[i]))
+
+    def read(self, i: int, size: int | None = None) -> np.ndarray:
+        from .sample import load_image
+
+        return load_image(self.member(i).read(size))  # H x W x 3 uint8 (npz arrays may be grey or float)
+
+    def where(self, i: int) -> str:
+        return f"{self.shards[self.shard_of[i]]} [{self.names[i]}]"
 
 
 # -- the index of one shard --------------------------------------------------------------------------------

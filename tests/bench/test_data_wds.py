@@ -268,3 +268,51 @@ def test_meta_change_invalidates_the_cache(synth, tmp_path):
     (out / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(DataValidationError, match=r"\[.*\.json texts.description\]: level 'description' is not declared"):
         build_dataset(opts)
+
+
+# -- through the loader ------------------------------------------------------------------------------------
+def test_loader_reads_shards_as_it_reads_files(tmp_path):
+    """The same JPEG bytes as files and as shard members: equal batches with 0 and 2 workers (the loader's
+    workers hold numpy tables, not samples; large JPEGs decode at reduced scale in both)."""
+    import torch
+
+    from bench.data import loader
+    from bench.data.images import ImageSource
+
+    rng = np.random.default_rng(0)
+    lines = []
+    for i in range(12):
+        base = rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)
+        Image.fromarray(np.kron(base, np.ones((8, 8, 1), np.uint8))).save(tmp_path / f"{i}.jpg", quality=90)
+        lines.append(json.dumps({"id": f"s{i}", "image": f"{i}.jpg", "texts": {"t": f"x {i}"}, "split": "train"}))
+    (tmp_path / "m.jsonl").write_text("\n".join(lines) + "\n")
+    files = build_dataset({"format": "jsonl", "path": str(tmp_path / "m.jsonl")})
+    export(files, tmp_path / "w", "wds", shard_size=5, progress=False)
+    shards = wds(tmp_path / "w")
+    src = ImageSource(shards)
+    assert src.data is None and src.shards is not None and src.where(6).endswith("shard-000001.tar [s6.jpg]")
+    ref = list(loader.train_batches(files, 32, "flip", seed=3, batch_size=4, total_steps=4, workers=0))
+    for workers in (0, 2):
+        got = list(loader.train_batches(shards, 32, "flip", seed=3, batch_size=4, total_steps=4, workers=workers))
+        assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(ref, got))
+    assert src.read(0, 32).shape == (48, 40, 3)  # 80 x 96 JPEG, >= 2 x 32: decoded at 1/2
+
+
+def test_corrupt_member_while_loading_is_named_or_skipped(damaged):
+    from bench.data import loader
+
+    data = wds(damaged, check_images="none", on_bad_sample="skip")  # parse problems skipped, images unchecked
+    assert [s.id for s in data] == ["k0", "k1", "k2", "good", "corrupt"]
+    try:
+        loader.configure(on_bad_sample="error")
+        with pytest.raises(DataValidationError) as e:
+            list(loader.train_batches(data, 16, "none", seed=0, batch_size=5, total_steps=1, workers=1))
+        (p,) = e.value.problems
+        assert p.sample == "corrupt" and p.file == f"{damaged / 'b.tar'} [corrupt.png]"
+        assert "corrupt image member corrupt.png" in p.message
+        loader.configure(on_bad_sample="skip")
+        b = loader.train_batches(data, 16, "none", seed=0, batch_size=5, total_steps=1, workers=0)
+        ((idx, x),) = list(b)
+        assert b.skipped == 1 and sorted(idx.tolist()) == [0, 1, 2, 3] and x.shape == (4, 16, 16, 3)
+    finally:
+        loader.configure()

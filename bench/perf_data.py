@@ -6,6 +6,8 @@
   training pipeline (``open_clip_train.data.get_csv_dataset`` with ``open_clip.image_transform(is_train=True)``:
   the same RandomResizedCrop 0.9-1 bicubic, then ToTensor + Normalize) on the same files, same batch size
   and workers (npz: open_clip cannot read it). Timed from the second batch (worker start-up excluded).
+  Format ``wds``: the JPEG files exported as WebDataset shards, read with ``data.format=wds``, next to the
+  stages of open_clip's webdataset pipeline (:mod:`bench.perf_wds`).
 - **memory / start-up**: a fresh process per corpus size (``--sizes``, default 10k and 100k samples)
   builds the dataset (``data.format=jsonl``, ``data.check_images=auto``), the tiny model at the resolution,
   and runs ``--steps`` pretraining steps with 2 workers; reported: the peak RSS of the main process and of
@@ -35,7 +37,7 @@ from pathlib import Path
 log = logging.getLogger("bench.perf")
 
 DEFAULT_DIR = Path("~/.cache/contrastive-bench/perf-data").expanduser()
-FORMATS = ("jpg", "png", "npz")
+FORMATS = ("jpg", "png", "npz", "wds")  # wds: the jpg files as WebDataset shards (bench/perf_wds.py)
 
 
 def draw(folder: Path, fmt: str, n: int, resolution: int) -> Path:
@@ -222,10 +224,17 @@ def main(argv: list[str] | None = None) -> int:
     res: dict = {"cpus": len(os.sched_getaffinity(0)), "throughput": [], "memory": [], "wait": None, "cow": None}
     if "throughput" not in args.skip:
         for fmt in args.formats:
-            m = draw(args.dir, fmt, args.files, args.source_resolution)
+            m = draw(args.dir, "jpg" if fmt == "wds" else fmt, args.files, args.source_resolution)
             for w in args.workers:
-                a = ours(m, w, args.images, args.batch, args.resolution)
-                b = open_clip_pipeline(m, w, args.images, args.batch, args.resolution)
+                if fmt == "wds":  # the same JPEG bytes in shards; open_clip's webdataset pipeline next to ours
+                    from . import perf_wds
+
+                    shards = perf_wds.make_shards(m)
+                    a = perf_wds.ours(shards, w, args.images, args.batch, args.resolution)
+                    b = perf_wds.open_clip_pipeline(shards, w, args.images, args.batch, args.resolution)
+                else:
+                    a = ours(m, w, args.images, args.batch, args.resolution)
+                    b = open_clip_pipeline(m, w, args.images, args.batch, args.resolution)
                 res["throughput"].append({"format": fmt, "workers": w, "ours_img_s": a, "open_clip_img_s": b})
     if "memory" not in args.skip:
         m = draw(args.dir, "jpg", args.files, args.source_resolution)

@@ -316,3 +316,23 @@ def test_corrupt_member_while_loading_is_named_or_skipped(damaged):
         assert b.skipped == 1 and sorted(idx.tolist()) == [0, 1, 2, 3] and x.shape == (4, 16, 16, 3)
     finally:
         loader.configure()
+
+
+@pytest.mark.slow
+def test_perf_rows_run(tmp_path):
+    """The shard rows of python -m bench.perf data measure something on a tiny set (no workers)."""
+    from bench import perf_wds
+
+    rng = np.random.default_rng(0)
+    lines = []
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(tmp_path / f"{i}.jpg")
+        lines.append(json.dumps({"id": f"s{i}", "image": f"{i}.jpg", "texts": {"disease": f"x {i}"}, "split": "train"}))
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+    for i in range(8):
+        (tmp_path / f"{i}.jpg").rename(tmp_path / "src" / f"{i}.jpg")
+    folder = perf_wds.make_shards(tmp_path / "src" / "manifest.jsonl")
+    assert folder == tmp_path / "src_wds" and (folder / "meta.json").exists()
+    assert perf_wds.ours(folder, 0, 8, 4, 32) > 0
+    assert perf_wds.open_clip_pipeline(folder, 0, 8, 4, 32) > 0

@@ -58,11 +58,24 @@ _FDS_LOCK = threading.Lock()
 MAX_OPEN = 64  # open shard files kept per process
 
 
+def _after_fork() -> None:
+    """In a forked child (DataLoader worker, validation pool): a fresh lock (the parent's may have been held
+    by another thread at the fork) and its own descriptors (the inherited ones are left open, unused)."""
+    global _FDS_LOCK, _FDS_PID
+    _FDS_LOCK = threading.Lock()
+    _FDS.clear()
+    _FDS_PID = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
 def read_member(shard: str, offset: int, size: int) -> bytes:
     """``size`` bytes at ``offset`` of ``shard``, through a small per-process cache of open files."""
     global _FDS_PID
     with _FDS_LOCK:
-        if _FDS_PID != os.getpid():  # a forked worker: its own descriptors
+        if _FDS_PID != os.getpid():  # a child started without the fork hook: its own descriptors
             _FDS.clear()
             _FDS_PID = os.getpid()
         fd = _FDS.pop(shard, None)

@@ -10,7 +10,7 @@ Random access instead of streaming: :func:`index_shard` reads a shard's tar head
 with one ``os.pread`` (:class:`ShardMember`), so the dataset stays map-style: the loader's sampler, rank
 slices and exact resume need no special case. Indexes are built in parallel (processes) over the shards
 not yet indexed and cached, one JSON file per shard keyed by its absolute path and checked against its size
-and modification time (:func:`load_index`).
+and modification time (:func:`iter_index`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import tempfile
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -294,35 +294,39 @@ def default_index_dir() -> Path:
     return root / "wds-index"
 
 
-def _cache_file(index_dir: Path, path: str) -> Path:
-    return index_dir / f"{Path(path).name}-{hashlib.sha256(path.encode()).hexdigest()[:16]}.json"
+def _cache_file(index_dir: Path, stamp: dict) -> Path:
+    """``<shard name>-<hash of its path>-<hash of its stamp>.json``: a current entry is a file that exists."""
+    path = stamp["shard"]
+    digest = hashlib.sha256(json.dumps(stamp, sort_keys=True).encode()).hexdigest()[:12]
+    return index_dir / f"{Path(path).name}-{hashlib.sha256(path.encode()).hexdigest()[:12]}-{digest}.json"
 
 
-def _read_cached(index_dir: Path | None, path: str, key: str) -> dict | None:
-    if index_dir is None:
-        return None
-    f = _cache_file(index_dir, path)
-    try:
-        entry = json.loads(f.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(entry, dict) or entry.get("stamp") != _stamp(path, key):
-        return None
-    return entry
-
-
-def _write_cached(index_dir: Path | None, path: str, stamp: dict, index: dict) -> None:
+def _write_cached(index_dir: Path | None, stamp: dict, index: dict) -> None:
+    """Write one shard's entry atomically; entries of earlier versions of that shard are removed."""
     if index_dir is None:
         return
+    target = _cache_file(index_dir, stamp)
     try:
         index_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=index_dir, prefix=".index-", suffix=".tmp")
         with os.fdopen(fd, "w") as fh:
-            json.dump({"stamp": stamp, **index}, fh)
+            json.dump(index, fh)
         os.chmod(tmp, 0o644)
-        os.replace(tmp, _cache_file(index_dir, path))
+        os.replace(tmp, target)
+        for old in index_dir.glob(target.name.rsplit("-", 1)[0] + "-*.json"):
+            if old != target:
+                old.unlink(missing_ok=True)
     except OSError as e:
-        log.warning("wds: cannot cache the index of %s in %s (%s); it will be read again next time", path, index_dir, e)
+        log.warning("wds: cannot cache the index of %s in %s (%s); it will be read again next time", stamp["shard"],
+                    index_dir, e)
+
+
+def _read(f: Path) -> dict | None:
+    try:
+        entry = json.loads(f.read_text())
+    except (OSError, ValueError):
+        return None
+    return entry if isinstance(entry, dict) else None
 
 
 def _index_job(job: Callable[[str], dict], key: str, path: str) -> tuple[dict, dict]:
@@ -330,14 +334,16 @@ def _index_job(job: Callable[[str], dict], key: str, path: str) -> tuple[dict, d
     return stamp, job(path)
 
 
-def load_index(shards: Sequence[str], index_dir: Path | None, job: Callable[[str], dict] = index_shard, key: str = "",
-               workers: int = 0, progress: bool = True) -> list[dict]:
-    """``job(shard)`` (a JSON-serialisable dict; default :func:`index_shard`) of every shard, from the cache
-    where it is current (same shard size and mtime, same ``key``: e.g. a hash of what ``job`` depends on);
-    the others are computed in ``workers`` processes (0: up to 8, one per CPU) and cached. ``job`` must be
-    picklable (a module-level function or a ``functools.partial`` of one). Logs how many came from the cache."""
-    out: list[dict | None] = [_read_cached(index_dir, s, key) for s in shards]
-    todo = [i for i, e in enumerate(out) if e is None]
+def iter_index(shards: Sequence[str], index_dir: Path | None, job: Callable[[str], dict] = index_shard, key: str = "",
+               workers: int = 0, progress: bool = True) -> Iterator[dict]:
+    """``job(shard)`` (a JSON-serialisable dict; default :func:`index_shard`) of every shard, in order. Shards
+    without a current cache entry (same path, size, mtime and ``key``, e.g. a hash of what ``job`` depends
+    on) are computed first, in ``workers`` processes (0: up to 8, one per CPU), and cached; cached entries are
+    read one at a time as the caller consumes them, so at most one shard's raw entry is alive beside what the
+    caller keeps. ``job`` must be picklable (a module-level function or a ``functools.partial`` of one)."""
+    files = [_cache_file(index_dir, _stamp(s, key)) if index_dir is not None else None for s in shards]
+    todo = [i for i, f in enumerate(files) if f is None or not f.is_file()]
+    done: dict[int, dict] = {}
     if todo:
         from tqdm.auto import tqdm
 
@@ -354,8 +360,8 @@ def load_index(shards: Sequence[str], index_dir: Path | None, job: Callable[[str
             results = pool.map(run, [shards[i] for i in todo], chunksize=1)
         try:
             for i, (stamp, index) in zip(todo, results):
-                _write_cached(index_dir, shards[i], stamp, index)
-                out[i] = index
+                _write_cached(index_dir, stamp, index)
+                done[i] = index
                 bar.update(1)
         finally:
             bar.close()
@@ -363,7 +369,20 @@ def load_index(shards: Sequence[str], index_dir: Path | None, job: Callable[[str
                 pool.shutdown(cancel_futures=True)
     log.info("wds: index of %d shard(s): %d from the cache%s, %d read", len(shards), len(shards) - len(todo),
              f" ({index_dir})" if index_dir else "", len(todo))
-    return out  # type: ignore[return-value]
+    for i, shard in enumerate(shards):
+        entry = done.pop(i, None)
+        if entry is None:
+            entry = _read(files[i])
+        if entry is None:  # the cache file vanished or is damaged: index the shard again, here
+            stamp, entry = _index_job(job, key, shard)
+            _write_cached(index_dir, stamp, entry)
+        yield entry
+
+
+def load_index(shards: Sequence[str], index_dir: Path | None, job: Callable[[str], dict] = index_shard, key: str = "",
+               workers: int = 0, progress: bool = True) -> list[dict]:
+    """:func:`iter_index` as a list."""
+    return list(iter_index(shards, index_dir, job, key, workers, progress))
 
 
 def cache_option(value: Any) -> Path | None:

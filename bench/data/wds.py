@@ -38,7 +38,7 @@ from .options import take
 from .problems import Problem, ProblemLog
 from .registry import DataConfigError, register_format
 from .sample import MultiGranularDataset, Origin, Sample
-from .shards import ShardMember, cache_option, index_shard, load_index
+from .shards import ShardMember, cache_option, index_shard, iter_index
 
 log = logging.getLogger(__name__)
 
@@ -139,15 +139,19 @@ def _parse_shard(meta: dict, shard: str) -> dict:
     return {"samples": out, "problems": problems, "targets": any_targets}
 
 
-def _samples(shard: str, entry: dict, problems: ProblemLog) -> list[Sample]:
+def _samples(shard: str, entry: dict, problems: ProblemLog, strings: dict) -> list[Sample]:
+    """The samples of one shard's cached entry; equal texts and label sets share one object (``strings``),
+    which keeps a corpus with repeated texts small."""
     for key, member, message in entry["problems"]:
         problems.add(Problem(shard, member, message, sample=key))
-    return [
-        Sample(sid, ShardMember(shard, name, offset, size), texts, {g: tuple(v) for g, v in labels.items()},
-               {t: tuple(v) if isinstance(v, list) else v for t, v in targets.items()}, pid, split,
-               Origin(shard, image_field=name))
-        for sid, name, offset, size, texts, labels, targets, pid, split in entry["samples"]
-    ]
+    out = []
+    for sid, name, offset, size, texts, labels, targets, pid, split in entry["samples"]:
+        texts = {strings.setdefault(g, g): None if t is None else strings.setdefault(t, t) for g, t in texts.items()}
+        labels = {strings.setdefault(g, g): strings.setdefault(tuple(v), tuple(v)) for g, v in labels.items()}
+        targets = {t: strings.setdefault(tuple(v), tuple(v)) if isinstance(v, list) else v for t, v in targets.items()}
+        out.append(Sample(sid, ShardMember(shard, name, offset, size), texts, labels, targets, pid, split,
+                          Origin(shard, image_field=name)))
+    return out
 
 
 @contextlib.contextmanager
@@ -162,13 +166,16 @@ def _no_gc():
 
 
 def _load(shards: list[str], opt: dict, meta: dict, meta_key: str) -> tuple[list[Sample], ProblemLog, bool]:
-    index = load_index(shards, cache_option(opt["index_cache"]), functools.partial(parse_shard, meta), key=meta_key,
+    index = iter_index(shards, cache_option(opt["index_cache"]), functools.partial(parse_shard, meta), key=meta_key,
                        workers=opt["index_workers"])
     problems = ProblemLog()
     samples: list[Sample] = []
-    for shard, entry in zip(shards, index):
-        samples.extend(_samples(shard, entry, problems))
-    return samples, problems, any(entry["targets"] for entry in index)
+    strings: dict = {}
+    any_targets = False
+    for shard, entry in zip(shards, index):  # one shard's raw entry at a time
+        samples.extend(_samples(shard, entry, problems, strings))
+        any_targets = any_targets or entry["targets"]
+    return samples, problems, any_targets
 
 
 @register_format(FMT, options=Options)

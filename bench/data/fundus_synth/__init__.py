@@ -273,7 +273,9 @@ and the same pixels (PNG and NPZ; JPEG is the lossy encoding of those pixels). R
 consecutive samples; the main process writes them in order, with at most two chunks per worker in flight,
 so memory does not grow with the corpus and the files do not depend on the number of workers
 (:mod:`.corpus`). The writer is a small sink (``open`` / ``write(sample)`` / ``close(complete)``,
-:mod:`.sinks`), so other outputs (e.g. WebDataset shards) reuse the same drawing loop.
+:mod:`.sinks`): ``--to wds [--shard-size 1000]`` writes WebDataset shards ``DIR/shard-NNNNNN.tar`` and
+``DIR/meta.json`` instead (:class:`.sinks.WdsSink`, read with ``data.format=wds data.path=DIR``), through the
+same drawing loop.
 ``python -m bench.data.fundus_synth benchmark-draw`` prints the throughput per resolution and workers.
 
 Options
@@ -303,7 +305,7 @@ from .dataset import build, build_with_truth, cache_path
 from .diseases import DEFAULT_PREVALENCE, diagnose
 from .draw import draw_sample, render
 from .options import DIFFICULTY, FundusSynthOptions, check_options, check_prevalence
-from .sinks import FileSink, Sink
+from .sinks import FileSink, Sink, WdsSink
 from .text import (
     AMD,
     DISEASE_VOCAB,
@@ -333,7 +335,7 @@ __all__ = [
     "AMD", "DEFAULT_PREVALENCE", "DIFFICULTY", "DISEASES", "DISEASE_VOCAB", "DME", "DOWNSTREAM", "DR_GRADES",
     "DR_GRADE_DISEASE", "FINDINGS", "FINDING_VOCAB", "GENERATOR_VERSION", "GLAUCOMA", "GLAUCOMA_CLASSES",
     "HEALTHY", "HYPERTENSIVE", "LEVELS", "MULTILABEL_CLASSES", "MYOPIA", "NAME", "NO_FINDINGS", "TASK_SPECS",
-    "TASK_SPECS_ALL", "VARIANTS", "Camera", "CorpusInfo", "DrawnSample", "FileSink", "FundusSynthOptions",
+    "TASK_SPECS_ALL", "VARIANTS", "Camera", "CorpusInfo", "DrawnSample", "FileSink", "FundusSynthOptions", "WdsSink",
     "Geometry", "Sink", "Variant", "build", "build_with_truth", "cache_path", "check_options", "check_prevalence",
     "default_cache_dir", "describe", "detectable_auc_difference", "diagnose", "draw_sample", "iter_corpus",
     "render", "write_corpus",

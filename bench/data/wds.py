@@ -204,3 +204,4 @@ def build(**options: Any) -> MultiGranularDataset:
     log.info("%s: %d samples in %d shard(s), levels %s, tasks %s", name, len(samples), len(shards), list(levels),
              sorted(meta["tasks"]))
     return dataset
+

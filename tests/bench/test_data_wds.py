@@ -336,3 +336,15 @@ def test_perf_rows_run(tmp_path):
     assert folder == tmp_path / "src_wds" and (folder / "meta.json").exists()
     assert perf_wds.ours(folder, 0, 8, 4, 32) > 0
     assert perf_wds.open_clip_pipeline(folder, 0, 8, 4, 32) > 0
+
+
+def test_index_command(shards, damaged, tmp_path, capsys):
+    from bench.data.wds_index import main
+
+    assert main([str(shards), "--index-cache", str(tmp_path / "idx")]) == 0
+    out = capsys.readouterr().out
+    assert "48 samples" in out and "splits train 32, val 8, test 8" in out
+    assert len(list((tmp_path / "idx").glob("*.json"))) == 3
+    assert main([str(damaged), "--index-cache", "false"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: 3 data problems") and "[corrupt.png]" not in err  # images are not opened

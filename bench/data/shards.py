@@ -169,7 +169,22 @@ class ShardMember(ImageRef):
         return arr
 
     def check(self) -> str | None:
-        return self._problem()[1]
+        """As validation checks files (:func:`bench.data.validate.check_image`): arrays are loaded and their
+        shape checked, images go through ``PIL.Image.verify`` (no full decode)."""
+        if self.ext.lower() in ("npz", "npy"):
+            return self._problem()[1]
+        try:
+            data = self.raw()
+        except OSError as e:
+            return f"shard member {self.name} is unreadable ({e.strerror or e}): {self.shard}"
+        try:
+            from PIL import Image
+
+            with Image.open(io.BytesIO(data)) as im:
+                im.verify()
+        except Exception as e:  # PIL decoding errors: the member is corrupt
+            return f"corrupt image member {self.name} ({type(e).__name__}: {e}) in shard {self.shard}"
+        return None
 
     def fingerprint(self) -> str:
         size, mtime = _shard_stamp(self.shard)

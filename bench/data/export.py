@@ -136,9 +136,10 @@ def export(dataset, out, to: str = "wds", shard_size: int = 1000, image_format: 
     complete = False
     try:
         images = [s.image for s in dataset.samples]
+        used: set[str] = set()
         for i, (s, (ext, data)) in enumerate(zip(dataset.samples, _encoded(images, image_format, jpeg_quality, workers, chunk))):
             caption = s.texts.get(caption_level) if caption_level is not None else None
-            writer.write(sample_key(s.id, i), ext, data, record_of(s, levels, tasks), caption)
+            writer.write(sample_key(s.id, i, used), ext, data, record_of(s, levels, tasks), caption)
             n_bytes += len(data)
             if bar is not None:
                 bar.update(1)

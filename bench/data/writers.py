@@ -30,10 +30,18 @@ BLOCK = 1000  # images per sub-folder of images/
 _SAFE = re.compile(r"[A-Za-z0-9_-]{1,200}")
 
 
-def sample_key(sample_id: str, index: int) -> str:
-    """The member key / file stem of a sample (see the module docstring)."""
+def sample_key(sample_id: str, index: int, used: set | None = None) -> str:
+    """The member key / file stem of a sample (see the module docstring); ``used`` (the keys given so far,
+    updated) makes keys unique: a key taken already becomes ``s<index>`` (then ``s<index>-<n>``)."""
     sid = str(sample_id)
-    return sid if _SAFE.fullmatch(sid) and not sid.startswith("__") else f"s{index:09d}"
+    key = sid if _SAFE.fullmatch(sid) and not sid.startswith("__") else f"s{index:09d}"
+    if used is not None:
+        base, n = key if key != sid or key not in used else f"s{index:09d}", 1
+        key = base
+        while key in used:
+            key, n = f"{base}-{n}", n + 1
+        used.add(key)
+    return key
 
 
 def record_of(s: Sample, levels, task_names) -> dict:

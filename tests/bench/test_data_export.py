@@ -164,3 +164,18 @@ def test_run_on_shards(tmp_path, capsys):
     assert run_main([f"grid={grid}", f"results_dir={tmp_path / 'r2'}"]) == 2
     err = capsys.readouterr().err
     assert f"{shard} [fundus_synth-s0-dev000020.png]: corrupt image member" in err and "Traceback" not in err
+
+
+def test_keys_stay_unique(tmp_path):
+    """An id that is not a safe key becomes s<index>, which may be another sample's id: keys stay distinct."""
+    rng = np.random.default_rng(1)
+    lines = []
+    for i, sid in enumerate(["s000000001", "x.y", "z/w"]):
+        np.savez(tmp_path / f"{i}.npz", image=rng.integers(0, 256, (4, 4, 3), dtype=np.uint8))
+        lines.append(json.dumps({"id": sid, "image": f"{i}.npz", "texts": {"t": f"text {i}"}, "split": "train"}))
+    (tmp_path / "m.jsonl").write_text("\n".join(lines) + "\n")
+    src = build_dataset({"format": "jsonl", "path": str(tmp_path / "m.jsonl")})
+    export(src, tmp_path / "w", "wds", progress=False)
+    back = build_dataset({"format": "wds", "path": str(tmp_path / "w"), "index_cache": False})
+    same(src, back)
+    assert [s.image.name for s in back] == ["s000000001.npz", "s000000001-1.npz", "s000000002.npz"]

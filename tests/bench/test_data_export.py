@@ -179,3 +179,20 @@ def test_keys_stay_unique(tmp_path):
     back = build_dataset({"format": "wds", "path": str(tmp_path / "w"), "index_cache": False})
     same(src, back)
     assert [s.image.name for s in back] == ["s000000001.npz", "s000000001-1.npz", "s000000002.npz"]
+
+
+def test_interrupted_draw_leaves_nothing(tmp_path):
+    """fundus_synth draw --to wds interrupted half-way: no output folder and no partial folder."""
+    from bench.data.fundus_synth.corpus import write_corpus
+    from bench.data.fundus_synth.sinks import WdsSink
+
+    class Stop(WdsSink):
+        def write(self, sample):
+            if sample.index == 5:
+                raise KeyboardInterrupt
+            super().write(sample)
+
+    with pytest.raises(KeyboardInterrupt):
+        write_corpus({"size": 10, "test_size": 0, "resolution": 16, "cache_dir": False}, Stop(tmp_path / "d", 4),
+                     progress=False)
+    assert list(tmp_path.iterdir()) == []

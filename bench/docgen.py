@@ -131,7 +131,7 @@ def _entries(kind: str) -> dict[str, tuple[str, list[OptionDoc]]]:
 
 def _sections(kind: str) -> str:
     entries = _entries(kind)
-    return "\n\n".join(f"#### `{n}`\n\n{_text(entries[n][0])}\n\n{_table(entries[n][1])}" for n in sorted(entries))
+    return "\n\n".join(f"### `{n}`\n\n{_text(entries[n][0])}\n\n{_table(entries[n][1])}" for n in sorted(entries))
 
 
 def _objective_registry() -> str:

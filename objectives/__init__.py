@@ -21,8 +21,8 @@ Adding an objective: one file with a class decorated ``@register("name")`` (opti
 extending ``CommonOptions``; ``reference`` returning the named terms as the formula; ``compute`` returning
 them from the engine's slots), one import line below, one test against the slow loops.
 
-See the README section "Objectives" for the table of objectives, the missing-text convention and the
-distributed and chunking guarantees.
+See docs/objectives/ (one page per objective; the overview holds the missing-text convention and the
+distributed and chunking guarantees).
 """
 
 from __future__ import annotations

@@ -71,7 +71,8 @@ class MGLLOptions(CommonOptions):
 
 @register("mgll")
 class MGLL(Objective):
-    """The paper's objective (see the module docstring)."""
+    """``L = a1 sum_g sCLIP_g + a2 sum_g P_g + a3 sKL`` (the paper's Eqs. 1-7; see the module docstring).
+    Outputs: ``"sclip/<level>"``, ``"pointwise/<level>"``, ``"skl"``."""
 
     Options = MGLLOptions
 

@@ -53,7 +53,9 @@ class MGLLReleasedOptions(CommonOptions):
 
 @register("mgll_released")
 class MGLLReleased(Objective):
-    """The released code's loss (see the module docstring)."""
+    """Per level ``1/4 [CE(S, W) + CE(S^T, W)] + BCE(S, W)``, plus ``0.5 k`` when the raw-logit KL ``k`` is
+    finite (the released code; see the module docstring). Outputs: ``"softce/<level>"``, ``"bce/<level>"``,
+    ``"kl_raw"``, ``"kl_dropped"``."""
 
     Options = MGLLReleasedOptions
     unchecked_terms = ("kl_raw", "kl_dropped")

@@ -20,7 +20,7 @@ vanishes at the cap (``s`` in ``[1, 100]`` by default). Embeddings are L2-normal
 unless ``normalize_embeddings=false`` (the released MGLL code's behaviour).
 
 Checkpoints: ``save_encoder`` / ``load_encoder`` (config inside, ``torch.load(weights_only=True)``), and
-``load_mgll_checkpoint`` for the released MGLL checkpoints. See the README section "Models".
+``load_mgll_checkpoint`` for the released MGLL checkpoints. See docs/models.md.
 """
 
 from . import image as _image  # noqa: F401  (registers the image towers)

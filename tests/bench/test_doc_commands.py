@@ -96,6 +96,10 @@ def _synthetic_grid(root: Path, name: str) -> None:
 def test_the_docs_show_commands():
     modules = {shlex.split(c, comments=True)[2] for _, c in COMMANDS}
     assert {"bench.run", "bench.report"} <= modules
+    # the README shows the two commands; every page of docs/ is scanned
+    readme = {shlex.split(c, comments=True)[2] for d, c in COMMANDS if d == "README.md"}
+    assert {"bench.run", "bench.report"} <= readme
+    assert any(d.startswith("docs/") for d, _ in COMMANDS)
 
 
 @pytest.mark.parametrize("doc,command", COMMANDS, ids=[c for _, c in COMMANDS])

@@ -132,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"figure {name}: " + ", ".join(str(p) for p in files.values()))
     if paths["significance"]:
         print(f"significance tests: {paths['significance']}")
+    print(f"statistical power: {paths['power']}")
     if paths["missing"]:
         print(f"warning: {len(paths['missing'])} cell(s) or metric(s) missing; listed in the report", file=sys.stderr)
     return 0

@@ -31,6 +31,7 @@ import yaml
 
 from .. import store
 from ..errors import ConfigError
+from .keys import BUILTIN_TASKS, NOT_DATASETS, parse_metric_key
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +273,29 @@ def load_results(root: Path | str) -> Results:
     if not rows:
         raise ReportError(f"{root}: no cell folders (a cell folder holds config.yaml; run python -m bench.run first)")
     frame = pd.DataFrame(rows)
+    _add_metric_task_keys(tasks, metric_keys)
     return Results(root=root, frame=frame, tasks=tasks, metric_keys=metric_keys)
+
+
+def _add_metric_task_keys(tasks: dict[str, TaskEntry], metric_keys: dict[str, frozenset]) -> None:
+    """Add the task keys that only the metrics name (a suite's datasets, ``<dataset>/<task>/<target>``, and
+    label-fraction keys) to ``tasks``; a key naming a task in a shape ``keys.parse_metric_key`` does not know
+    is added as it is (it shows in the generic table only) and logged."""
+    names = {t.name for t in tasks.values()}
+    for key in sorted(set().union(*metric_keys.values()) if metric_keys else ()):
+        prefix = key.rsplit("/", 1)[0] if "/" in key else ""
+        if not prefix or prefix in tasks or any(prefix.startswith(k + "/") for k in tasks):
+            continue
+        parsed = parse_metric_key(key, names)
+        if parsed is not None:
+            if parsed.dataset is not None or parsed.fraction is not None:
+                tasks[prefix] = TaskEntry(prefix, parsed.task, prefix, parsed.fraction)
+            continue
+        parts = key.split("/")
+        if parts[0] not in NOT_DATASETS and any(p in BUILTIN_TASKS | names for p in parts[:-1]):
+            log.warning("metric %s: key shape not understood ([<dataset>/]<task>[/lf<fraction>]/<target>/<metric>); "
+                        "shown in the generic table only", key)
+            tasks[prefix] = TaskEntry(prefix, "?", prefix, None)
 
 
 def task_metric_columns(results: Results) -> dict[str, list[str]]:

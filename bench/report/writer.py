@@ -6,13 +6,15 @@ Output (``out=``, default ``results/<grid>/report/``)::
     table.md             the main table alone (what ``python -m bench.run`` prints after a grid)
     all.csv              one line per cell: state, config (cfg.*), derived columns, every metric
     significance.csv     every test: row, reference, column, test, n, difference, p, significant, note
-    tables/<name>.md|.tex|.csv   main, ablation, granularity, cost (those that apply)
+    power.csv            per table and column: seeds, test-set size, seed std, minimum detectable effect (power)
+    tables/<name>.md|.tex|.csv   main, paper (and paper_lf<x>), ablation, granularity, cost (those that apply)
     figures/<name>.png|.pdf      bars, loss_curves, metric_vs_levels, metric_vs_missing_rate,
                                  metric_vs_label_fraction (those that apply)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import logging
 import math
@@ -25,9 +27,10 @@ import pandas as pd
 from .. import store
 from . import figures as figs
 from . import latex as tex
-from . import render
+from . import power, render
 from .load import MissingCell, MissingCellsError, ReportError, Results, load_results, task_metric_columns
 from .metrics import DEFAULT_METRICS, ColumnSpec, is_fraction, metric_name
+from .paper import paper_tables
 from .significance import BOOTSTRAP, DAGGER, DDAGGER, TTEST, compare, markers
 from .tables import (Grouping, Table, ablation_rows, build_table, cost_columns, display_name, granularity_rows,
                      group_rows, missing_notes)
@@ -168,7 +171,7 @@ def write_report(
 
     Returns ``{"markdown": report.md, "table": table.md, "csv": all.csv, "table_text": the main Markdown
     table, "tables": {name: {format: path}}, "figures": {name: {format: path}}, "significance": path or
-    None, "missing": [MissingCell]}``.
+    None, "power": power.csv, "missing": [MissingCell]}``.
     """
     root = Path(root)
     fmts = parse_formats(formats)
@@ -221,7 +224,16 @@ def write_report(
     # -- main table ------------------------------------------------------------------------------------------
     main = build_table(results, grouping, main_cols, name="main", title="Main results",
                        caption=f"Rows: {row_header}; columns: task/metric; {stat_text}; {marks_text}.")
-    comparisons = compare(results, grouping, main, n_boot=n_boot) if grouping.baseline_value is not None else []
+    papers = paper_tables(results, grouping, stat_text=stat_text, marks_text=marks_text)
+    comparisons = []
+    if grouping.baseline_value is not None:
+        comparisons = compare(results, grouping, main, n_boot=n_boot)
+        tested = {c.key for c in main.columns}
+        for t in papers:  # the paper layout's columns the main table does not have (averages, ...)
+            extra = [c for c in t.columns if c.key not in tested]
+            tested |= {c.key for c in extra}
+            if extra:
+                comparisons += compare(results, grouping, dataclasses.replace(t, columns=extra), n_boot=n_boot)
     sig = markers(comparisons, alpha)
     tests_run = {c.test for c in comparisons if c.p is not None}
     sig_caption = _sig_caption(alpha, n_boot, tests_run, base_name, no_base_why)
@@ -238,7 +250,7 @@ def write_report(
             table.notes += [f"missing (shown as \u2014 or left out of the mean): {g}" for g in gaps]
         return table
 
-    tables = [finish(main)]
+    tables = [finish(main)] + [finish(t) for t in papers]
     abl_keys, checks = ablation_rows(grouping)
     if abl_keys:
         tables.append(finish(build_table(
@@ -267,8 +279,16 @@ def write_report(
             cost.notes.append(f"not recorded by these cells: {', '.join(cost_absent)}")
         tables.append(cost)
 
+    powers = []
+    for t in tables:
+        if t.name != "cost":
+            found = power.table_power(results, grouping, t)
+            t.notes += power.notes(found)
+            powers += found
+
     # -- files -----------------------------------------------------------------------------------------------
     store.write_text(out / "all.csv", results.frame.to_csv(index=False))
+    power_path = _write(out / "power.csv", power.to_csv(powers))
     written: dict[str, dict[str, Path]] = {}
     for t in tables:
         paths = {}
@@ -317,6 +337,7 @@ def write_report(
         "tables": written,
         "figures": {f.name: f.paths for f in figures},
         "significance": sig_path,
+        "power": power_path,
         "missing": missing,
     }
 
@@ -366,5 +387,7 @@ def _report_markdown(results: Results, grouping: Grouping, grid: str, tables: li
     if sig_path:
         lines.append("- [significance.csv](significance.csv): every test (row, reference, column, test, n, "
                      "difference, p, note)")
+    lines.append("- [power.csv](power.csv): per table and column: seeds, test-set size, seed std, minimum "
+                 "detectable effect, best vs second best and whether their gap is resolvable")
     lines.append("")
     return "\n".join(lines)

@@ -65,12 +65,6 @@ def build_objective(cfg: DictConfig):
     return objectives.build(name, **options)
 
 
-def objective_record(objective, data) -> dict[str, Any]:
-    """``metrics.json``'s ``objective``: name, options, the levels it trained on and its loss terms (the report
-    reads them instead of guessing from the config)."""
-    return objective.describe(data.levels)
-
-
 def run_tasks(model, splits: dict, task_entries: list, cache, prefix: str = "", predictions_dir: Path | None = None) -> dict[str, Any]:
     import tasks
 
@@ -241,7 +235,7 @@ def run_cell(cfg: DictConfig, cell_dir: Path) -> dict[str, Any]:
             "device": str(device),
             "world_size": world,
             "n_train": len(splits["train"]),
-            "objective": objective_record(objective, data),
+            "objective": objective.describe(data.levels),  # name, options, levels, terms: read by bench.report
             **environment(),
         }
     )

@@ -4,13 +4,11 @@ and falls back to the config only for results written before it existed."""
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import pandas as pd
 import yaml
 
 import objectives
-from bench.cell import objective_record
 from bench.report import load_results, write_report
 from bench.report.tables import NOT_ROW_KEYS, group_rows
 
@@ -32,7 +30,8 @@ def cell(root, name, *, label, objective, record=None, seed=0, auc=0.5, extra_cf
 
 
 def describe(name, **options):
-    return objective_record(objectives.build(name, **options), SimpleNamespace(levels=LEVELS))
+    """What bench.cell records: ``objective.describe(data.levels)``."""
+    return objectives.build(name, **options).describe(LEVELS)
 
 
 def test_objectives_describe_their_levels_and_terms():

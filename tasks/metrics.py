@@ -2,7 +2,7 @@
 a label whose ``y_true`` has a single class is left out of the macro averages (and counted) instead of
 turning AUC and mAP into NaN. The one implementation of these metrics in the project: the tasks, the
 bootstrap intervals below and the report's significance tests (``bench.report.significance``) all call
-it. It needs numpy and scipy only (no torch, no sklearn), so ``import tasks.metrics`` is cheap, and it is
+it. It needs numpy only (no torch, no sklearn), so ``import tasks.metrics`` is cheap, and it is
 vectorised over resamples: :func:`metric_on_resamples` computes a metric on ``B`` index draws at once.
 
 Definitions (``C`` classes or labels, ``N`` samples):
@@ -39,7 +39,6 @@ import warnings
 from typing import Literal
 
 import numpy as np
-from scipy.stats import rankdata
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +48,8 @@ CI_METRICS = ("auc", "map", "acc", "f1")
 #: at most about this many array elements per chunk of resamples (bounds the bootstrap's memory)
 CHUNK_ELEMENTS = 2_000_000
 
-__all__ = ["CI_METRICS", "KINDS", "ap_rows", "auc_rows", "classification_metrics", "fast_ap", "fast_auc",
-           "metric_on_resamples", "ranking_columns", "validate"]
+__all__ = ["CI_METRICS", "KINDS", "ap_rows", "auc_ap_rows", "auc_rows", "classification_metrics", "fast_ap",
+           "fast_auc", "metric_on_resamples", "metrics_on_resamples", "ranking_columns", "validate"]
 
 
 def classification_metrics(
@@ -71,9 +70,8 @@ def classification_metrics(
     rank the samples). ``threshold`` applies to multi-label ``acc``/``f1`` only.
     """
     y, s = validate(y_true, scores, kind)
-    everything = np.arange(len(y))[None, :]
-    out: dict[str, float | int] = {m: float(metric_on_resamples(y, s, kind, m, everything, threshold)[0])
-                                   for m in CI_METRICS}
+    point = metrics_on_resamples(y, s, kind, CI_METRICS, np.arange(len(y))[None, :], threshold)
+    out: dict[str, float | int] = {m: float(point[m][0]) for m in CI_METRICS}
     Y, _ = ranking_columns(y, s, kind)
     out["n_labels_skipped"] = int(np.sum(Y.min(axis=0) == Y.max(axis=0)))
     if not math.isfinite(out["auc"]):
@@ -126,38 +124,47 @@ def ranking_columns(y: np.ndarray, s: np.ndarray, kind: str) -> tuple[np.ndarray
     return np.eye(s.shape[1], dtype=np.int64)[y], s
 
 
-def auc_rows(Y: np.ndarray, S: np.ndarray) -> np.ndarray:
-    """ROC AUC of each row of 0/1 targets ``Y`` [B, n] ranked by ``S`` [B, n] (Mann-Whitney with average ranks
-    for ties); NaN for a row with a single class."""
-    n = Y.shape[1]
-    n1 = Y.sum(axis=1).astype(float)
+def auc_ap_rows(Y: np.ndarray, S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ROC AUC and average precision of each row of 0/1 targets ``Y`` [B, n] ranked by scores ``S`` [B, n],
+    from one sort per row; NaN for a row with a single class.
+
+    Ties form groups of equal scores. AUC is the Mann-Whitney statistic with each sample at its group's
+    average rank (equal to ``sklearn.metrics.roc_auc_score``); AP is ``sum_k (R_k - R_{k-1}) P_k`` over the
+    distinct scores taken as thresholds from the highest down (equal to ``average_precision_score``): each
+    positive contributes ``1 / n1`` times the precision at its group's score."""
+    b, n = Y.shape
+    order = np.argsort(S, axis=1, kind="stable")
+    ss = np.take_along_axis(S, order, axis=1)
+    yy = np.take_along_axis(Y, order, axis=1).astype(float)
+    pos = np.broadcast_to(np.arange(n), (b, n))
+    starts = np.ones((b, n), dtype=bool)
+    starts[:, 1:] = ss[:, 1:] != ss[:, :-1]
+    first = np.maximum.accumulate(np.where(starts, pos, 0), axis=1)  # first position of each sample's group
+    ends = np.ones((b, n), dtype=bool)
+    ends[:, :-1] = starts[:, 1:]
+    last = np.minimum.accumulate(np.where(ends, pos, n)[:, ::-1], axis=1)[:, ::-1]  # last position of it
+    n1 = yy.sum(axis=1)
     n0 = n - n1
-    r = rankdata(S, axis=1)
+    positives_below = np.take_along_axis(np.cumsum(yy, axis=1) - yy, first, axis=1)  # positives scored lower
+    precision = (n1[:, None] - positives_below) / (n - first)  # at the threshold "score >= the group's score"
     with np.errstate(invalid="ignore", divide="ignore"):
-        auc = ((r * Y).sum(axis=1) - n1 * (n1 + 1) / 2) / (n1 * n0)
-    auc[(n1 == 0) | (n0 == 0)] = np.nan
-    return auc
+        auc = (((first + last) / 2 + 1) * yy).sum(axis=1) - n1 * (n1 + 1) / 2
+        auc = auc / (n1 * n0)
+        ap = (yy * precision).sum(axis=1) / n1
+    single = (n1 == 0) | (n0 == 0)
+    auc[single] = np.nan
+    ap[single] = np.nan
+    return auc, ap
+
+
+def auc_rows(Y: np.ndarray, S: np.ndarray) -> np.ndarray:
+    """ROC AUC of each row (see :func:`auc_ap_rows`)."""
+    return auc_ap_rows(Y, S)[0]
 
 
 def ap_rows(Y: np.ndarray, S: np.ndarray) -> np.ndarray:
-    """Average precision (sklearn's step-wise definition, ties as one threshold) of each row; NaN for a row
-    with a single class."""
-    b, n = Y.shape
-    order = np.argsort(-S, axis=1, kind="stable")
-    ss = np.take_along_axis(S, order, axis=1)
-    yy = np.take_along_axis(Y, order, axis=1)
-    tps = np.cumsum(yy, axis=1)
-    is_end = np.ones((b, n), dtype=bool)
-    is_end[:, :-1] = ss[:, :-1] != ss[:, 1:]
-    pos = np.broadcast_to(np.arange(n), (b, n))
-    ge = np.where(is_end, pos, n)
-    ge = np.minimum.accumulate(ge[:, ::-1], axis=1)[:, ::-1]  # end of each position's tie group
-    prec = np.take_along_axis(tps, ge, axis=1) / (ge + 1)
-    n1 = yy.sum(axis=1).astype(float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ap = (yy * prec).sum(axis=1) / n1
-    ap[(n1 == 0) | (n1 == n)] = np.nan
-    return ap
+    """Average precision of each row (see :func:`auc_ap_rows`)."""
+    return auc_ap_rows(Y, S)[1]
 
 
 def fast_auc(y: np.ndarray, s: np.ndarray) -> float:
@@ -179,14 +186,28 @@ def _macro(per_label: list[np.ndarray]) -> np.ndarray:
         return np.nanmean(m, axis=0)
 
 
+def metrics_on_resamples(y: np.ndarray, s: np.ndarray, kind: str, metrics, idx: np.ndarray,
+                         threshold: float = 0.5) -> dict[str, np.ndarray]:
+    """Each of ``metrics`` on each row of sample indices ``idx`` [B, n] (``auc`` and ``map`` share their sorts)."""
+    out: dict[str, np.ndarray] = {}
+    ranking = [m for m in metrics if m in ("auc", "map")]
+    if ranking:
+        Y, S = ranking_columns(y, s, kind)
+        per_label = [auc_ap_rows(Y[:, j][idx], S[:, j][idx]) for j in range(Y.shape[1])]
+        for m in ranking:
+            out[m] = _macro([p[0 if m == "auc" else 1] for p in per_label])
+    for m in metrics:
+        if m not in out:
+            out[m] = metric_on_resamples(y, s, kind, m, idx, threshold)
+    return out
+
+
 def metric_on_resamples(y: np.ndarray, s: np.ndarray, kind: str, metric: str, idx: np.ndarray,
                         threshold: float = 0.5) -> np.ndarray:
     """``metric`` (auc, map, acc, f1) on each row of sample indices ``idx`` [B, n] (``y``, ``s`` as returned
     by :func:`validate`); ``idx = arange(N)[None]`` gives the point value."""
     if metric in ("auc", "map"):
-        Y, S = ranking_columns(y, s, kind)
-        fn = auc_rows if metric == "auc" else ap_rows
-        return _macro([fn(Y[:, j][idx], S[:, j][idx]) for j in range(Y.shape[1])])
+        return metrics_on_resamples(y, s, kind, (metric,), idx, threshold)[metric]
     if kind == "multiclass":
         pred = s.argmax(axis=1)
         if metric == "acc":
@@ -222,8 +243,9 @@ def _bootstrap(y: np.ndarray, s: np.ndarray, kind: str, threshold: float, n_boot
     step = resample_chunk(n, s.shape[1])
     for start in range(0, n_boot, step):
         idx = rng.integers(0, n, size=(min(step, n_boot - start), n))
+        got = metrics_on_resamples(y, s, kind, CI_METRICS, idx, threshold)
         for j, name in enumerate(CI_METRICS):
-            values[start:start + len(idx), j] = metric_on_resamples(y, s, kind, name, idx, threshold)
+            values[start:start + len(idx), j] = got[name]
     out: dict[str, float] = {}
     for j, name in enumerate(CI_METRICS):
         col = values[:, j]

@@ -110,6 +110,8 @@ def parse_task(entry: Any) -> TaskEntry:
     base = f"{name}/{entry['target']}" if "target" in entry else name
     key = entry.get("key") or base
     lf = entry.get("label_fraction", 1.0 if name == "linear_probe" else None)
+    if isinstance(lf, (list, tuple)):  # several fractions: each is reported under its own lf<x> key
+        lf = None
     return TaskEntry(str(key), name, base, None if lf is None else float(lf))
 
 

@@ -256,16 +256,16 @@ def write_report(
         tables.append(finish(build_table(
             results, grouping, main_cols, name="ablation", title="Objective ablation (MGLL paper Table 3 form)",
             caption=("\u2713 = loss term used: sCLIP (soft CLIP over levels), P (point-wise BCE), sKL (KL across "
-                     "levels); clip uses none, mgll its objective.terms (default all three), mgll_released its "
-                     f"softce/bce/raw-KL terms. {stat_text}; {marks_text} among these rows."),
+                     "levels), as each cell recorded its objective's terms (clip: none; mgll: its terms; "
+                     f"mgll_released: softce/bce/raw KL). {stat_text}; {marks_text} among these rows."),
             order=abl_keys, extra=checks, extra_headers=["sCLIP", "P", "sKL"])))
     gran_keys, gran_info = granularity_rows(grouping)
     gran = None
     if gran_keys:
         gran = finish(build_table(
             results, grouping, main_cols, name="granularity", title="Number of granularities (MGLL paper Table 4 form)",
-            caption=("levels = number of text levels the objective trains on (objective.levels, objective.level, "
-                     f"else data.levels); {stat_text}; {marks_text} among these rows."),
+            caption=("levels = number of text levels the objective trains on, as each cell recorded it; "
+                     f"{stat_text}; {marks_text} among these rows."),
             order=gran_keys, extra=gran_info, extra_headers=["objective", "levels", "level names"]))
         tables.append(gran)
     if cost_cols:

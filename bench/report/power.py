@@ -16,7 +16,8 @@ Per column with a direction (higher or lower is better):
   means; ``resolvable`` is false when the gap is smaller than the MDE: with these seeds the two rows cannot
   be told apart (their order in the table is not evidence).
 
-A difference below the MDE may still be real; the paired tests of ``significance`` (paired t-test over seeds,
+``significance.csv`` repeats the column's MDE next to every comparison with the baseline row, with
+``resolvable`` = ``|difference| >= MDE``. A difference below the MDE may still be real; the paired tests of ``significance`` (paired t-test over seeds,
 ``†``; paired bootstrap over the test samples, ``‡``) remove what the rows share and can resolve less. The
 MDE says what the design can promise: more seeds shrink it by about ``sqrt(n)``; a larger test set shrinks the
 part of the seed std that comes from scoring a finite test set.
@@ -109,6 +110,21 @@ def table_power(results: Results, grouping: Grouping, table: Table, alpha: float
             df=max(0, 2 * n - 2), mde=m, best=ranked[0][0], second=ranked[1][0], gap=gap,
             resolvable=None if not math.isfinite(m) else bool(gap >= m), alpha=alpha, power=power))
     return out
+
+
+def mde_by_column(powers: list[ColumnPower]) -> dict[str, float]:
+    """Column key -> its MDE (the first table that has the column), for ``significance.csv``."""
+    out: dict[str, float] = {}
+    for p in powers:
+        out.setdefault(p.column, p.mde)
+    return out
+
+
+def resolvable(diff: float | None, mde_value: float | None) -> bool | None:
+    """Whether a difference is at least the MDE; None when either is unknown."""
+    if diff is None or mde_value is None or not math.isfinite(diff) or not math.isfinite(mde_value):
+        return None
+    return bool(abs(diff) >= mde_value)
 
 
 def _shown(value: float, scale: float) -> str:

@@ -302,10 +302,12 @@ def write_report(
         written[t.name] = paths
     sig_path = None
     if comparisons:
+        mdes = power.mde_by_column(powers)
         recs = [{"row": grouping.row_name(c.row), "column": c.column,
                  "reference": grouping.row_name(c.reference) if c.reference is not None else None,
                  "test": c.test, "n": c.n, "diff": c.diff, "p": c.p, "alpha": alpha,
-                 "significant": c.significant(alpha), "note": c.note} for c in comparisons]
+                 "significant": c.significant(alpha), "note": c.note, "mde": mdes.get(c.column),
+                 "resolvable": power.resolvable(c.diff, mdes.get(c.column))} for c in comparisons]
         sig_path = _write(out / "significance.csv", pd.DataFrame(recs).to_csv(index=False))
 
     fig_formats = [f for f in fmts if f in figs.FIGURE_FORMATS]

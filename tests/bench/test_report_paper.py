@@ -152,3 +152,13 @@ def test_no_paper_table_without_suite_datasets(tmp_path):
     for label in ("CLIP", "MGLL"):
         cell(tmp_path, label, label=label, seed=0, metrics={"linear_probe/disease_multilabel/auc": 0.5})
     assert "paper" not in write_report(tmp_path, formats=["md"])["tables"]
+
+
+def test_significance_csv_states_the_mde_of_each_comparison(suite_grid):
+    paths = write_report(suite_grid, formats=["md"], n_boot=20, allow_missing=True)
+    sig = pd.read_csv(paths["significance"])
+    power = pd.read_csv(paths["power"])
+    key = f"{DR}/linear_probe/dr_grade/auc"
+    row = sig[(sig["row"] == "MGLL") & (sig["column"] == key) & (sig["test"] == "ttest")].iloc[0]
+    want = power[power["column"] == key]["mde"].iloc[0]
+    assert row["mde"] == pytest.approx(want) and bool(row["resolvable"]) == (abs(row["diff"]) >= want)

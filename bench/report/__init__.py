@@ -11,7 +11,8 @@ Cells that are not done stop the report (``MissingCellsError``, exit status 2) u
 Modules: ``load`` (cells -> DataFrame), ``keys`` (the shape of a metric key), ``metrics`` (direction, scale,
 headers), ``tables`` (rows, mean/std, marks), ``paper`` (the paper's main-table layout), ``render``
 (Markdown, CSV), ``latex``, ``significance`` (t-test over seeds, bootstrap over saved predictions), ``power``
-(seed std and minimum detectable effect), ``figures``, ``writer`` (``write_report``), ``cli`` (``main``).
+(seed std and minimum detectable effect), ``figures``, ``page`` (report.md), ``writer`` (``write_report``),
+``cli`` (``main``).
 The report never imports torch: the metrics it recomputes come from ``tasks.metrics`` (numpy only).
 """
 

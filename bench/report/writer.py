@@ -27,7 +27,7 @@ import pandas as pd
 from .. import store
 from . import figures as figs
 from . import latex as tex
-from . import power, render
+from . import page, power, render
 from .load import MissingCell, MissingCellsError, ReportError, Results, load_results, task_metric_columns
 from .metrics import DEFAULT_METRICS, ColumnSpec, is_fraction, metric_name
 from .paper import paper_tables
@@ -328,8 +328,8 @@ def write_report(
 
     main_md = render.markdown(main)
     table_md = _write(out / "table.md", f"# {grid}\n\n" + render.markdown_block(main, 1))
-    report_md = _write(out / "report.md", _report_markdown(results, grouping, grid, tables, figures, written, out,
-                                                          sig_path, missing, fmts, base_name, no_base_why))
+    report_md = _write(out / "report.md", page.report_markdown(results, grouping, grid, tables, figures, written,
+                                                              out, sig_path, missing, fmts, base_name, no_base_why))
     log.info("report of %s written to %s", root, out)
     return {
         "markdown": report_md,
@@ -342,54 +342,3 @@ def write_report(
         "power": power_path,
         "missing": missing,
     }
-
-
-def _rel(path: Path, out: Path) -> str:
-    try:
-        return path.relative_to(out).as_posix()
-    except ValueError:
-        return path.as_posix()
-
-
-def _report_markdown(results: Results, grouping: Grouping, grid: str, tables: list[Table], figures, written,
-                     out: Path, sig_path, missing, fmts, base_name, no_base_why) -> str:
-    frame = results.frame
-    n_done = int((frame["state"] == store.DONE).sum())
-    seeds = sorted({s for s in frame["seed"].tolist() if s is not None}, key=str)
-    lines = [
-        f"# Report: {grid}",
-        "",
-        f"`{results.root}`: {len(frame)} cell(s), {n_done} done"
-        + (f", {len(frame) - n_done} not done" if n_done < len(frame) else "")
-        + f"; rows by `{' x '.join(grouping.headers)}`; seeds {', '.join(map(str, seeds))}; "
-        + (f"significance reference: {base_name}." if base_name else f"no significance test ({no_base_why})."),
-        "",
-    ]
-    if missing:
-        lines += ["**Missing** (reported with allow_missing=true):", ""]
-        lines += [f"- `{m.cell}` {m.label}: {m.state}" + (f" ({m.detail})" if m.detail else "") for m in missing]
-        lines.append("")
-    lines += ["## Tables", ""]
-    for i, t in enumerate(tables, 1):
-        lines.append(render.markdown_block(t, i))
-        links = " \u00b7 ".join(f"[{fmt}]({_rel(p, out)})" for fmt, p in written.get(t.name, {}).items())
-        if links:
-            lines += [f"Files: {links}", ""]
-    if figures:
-        lines += ["## Figures", ""]
-        for i, f in enumerate(figures, 1):
-            lines.append(f"**Figure {i}.** {f.caption}")
-            lines.append("")
-            if "png" in f.paths:
-                lines.append(f"![Figure {i}: {f.name}]({_rel(f.paths['png'], out)})")
-            if "pdf" in f.paths:
-                lines.append(f"[PDF]({_rel(f.paths['pdf'], out)})")
-            lines.append("")
-    lines += ["## Files", "", "- [all.csv](all.csv): one line per cell (state, config as cfg.*, every metric)"]
-    if sig_path:
-        lines.append("- [significance.csv](significance.csv): every test (row, reference, column, test, n, "
-                     "difference, p, note)")
-    lines.append("- [power.csv](power.csv): per table and column: seeds, test-set size, seed std, minimum "
-                 "detectable effect, best vs second best and whether their gap is resolvable")
-    lines.append("")
-    return "\n".join(lines)

@@ -291,7 +291,12 @@ def _add_metric_task_keys(tasks: dict[str, TaskEntry], metric_keys: dict[str, fr
         parsed = parse_metric_key(key, names)
         if parsed is not None:
             if parsed.dataset is not None or parsed.fraction is not None:
-                tasks[prefix] = TaskEntry(prefix, parsed.task, prefix, parsed.fraction)
+                # base: the key without its label-fraction segment, so that fractions of one task line up
+                base = "/".join(p for p in (parsed.dataset, parsed.task, parsed.target) if p)
+                fraction = parsed.fraction
+                if fraction is None and parsed.task in ("linear_probe", "finetune"):
+                    fraction = 1.0  # no lf segment: every training label
+                tasks[prefix] = TaskEntry(prefix, parsed.task, base, fraction)
             continue
         parts = key.split("/")
         if parts[0] not in NOT_DATASETS and any(p in BUILTIN_TASKS | names for p in parts[:-1]):

@@ -162,3 +162,14 @@ def test_significance_csv_states_the_mde_of_each_comparison(suite_grid):
     row = sig[(sig["row"] == "MGLL") & (sig["column"] == key) & (sig["test"] == "ttest")].iloc[0]
     want = power[power["column"] == key]["mde"].iloc[0]
     assert row["mde"] == pytest.approx(want) and bool(row["resolvable"]) == (abs(row["diff"]) >= want)
+
+
+def test_label_fraction_keys_line_up_with_their_task(suite_grid):
+    from bench.report import load_results
+
+    tasks = load_results(suite_grid).tasks
+    lf = tasks[f"{DR}/linear_probe/lf0.01/dr_grade"]
+    full = tasks[f"{DR}/linear_probe/dr_grade"]
+    assert (lf.base, lf.label_fraction) == (f"{DR}/linear_probe/dr_grade", 0.01)
+    assert (full.base, full.label_fraction) == (f"{DR}/linear_probe/dr_grade", 1.0)
+    assert tasks["x/y/linear_probe/t"].name == "?"  # unknown shape: generic table only

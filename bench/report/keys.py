@@ -1,8 +1,11 @@
-"""The shape of a metric key: ``[<dataset>/]<task>[/lf<fraction>][/<target>]/<metric>``.
+"""The shape of a metric key: ``[<dataset>/]<task>[/<target>]/<metric>``, with at most one label-fraction
+segment right after the task or right before the metric.
 
 - the pretraining corpus's own splits: ``<task>/<target>/<metric>`` (``linear_probe/disease_multilabel/auc``);
 - a suite dataset: ``<dataset>/<task>/<target>/<metric>`` (``fundus_synth-dr/linear_probe/dr_grade/auc``);
-- a label fraction adds a segment after the task: ``lf0.01`` (a fraction) or ``lf1%`` (a percentage);
+- a label fraction adds a segment ``lf0.01`` (a fraction; ``lf1%``, a percentage, also reads) after the
+  target (``dr/linear_probe/dr_grade/lf0.01/auc``, how a task entry with a list of label fractions names its
+  runs) or after the task (``dr/linear_probe/lf0.01/dr_grade/auc``);
 - tasks without a target (retrieval): ``[<dataset>/]retrieval/<metric>``.
 
 ``<task>`` is a task name (the cells' task entries plus the built-in ``linear_probe``, ``finetune``,
@@ -64,11 +67,14 @@ def parse_metric_key(key: str, tasks: Iterable[str] = ()) -> MetricKey | None:
     dataset = parts[0] if i == 1 else None
     rest = parts[i + 1:-1]
     fraction = None
-    if rest and _FRACTION.fullmatch(rest[0]):
-        fraction = parse_fraction(rest[0])
+    at_lf = [j for j, p in enumerate(rest) if _FRACTION.fullmatch(p)]
+    if len(at_lf) > 1 or (at_lf and at_lf[0] not in (0, len(rest) - 1)):
+        return None
+    if at_lf:
+        fraction = parse_fraction(rest[at_lf[0]])
         if fraction is None:
             return None
-        rest = rest[1:]
+        rest = rest[:at_lf[0]] + rest[at_lf[0] + 1:]
     if len(rest) > 1:
         return None
     return MetricKey(key, dataset, parts[i], fraction, rest[0] if rest else None, parts[-1])

@@ -286,12 +286,12 @@ def _add_metric_task_keys(tasks: dict[str, TaskEntry], metric_keys: dict[str, fr
     names = {t.name for t in tasks.values()}
     for key in sorted(set().union(*metric_keys.values()) if metric_keys else ()):
         prefix = key.rsplit("/", 1)[0] if "/" in key else ""
-        if not prefix or prefix in tasks or any(prefix.startswith(k + "/") for k in tasks):
+        if not prefix or prefix in tasks:
             continue
         parsed = parse_metric_key(key, names)
         if parsed is not None:
             if parsed.dataset is not None or parsed.fraction is not None:
-                # base: the key without its label-fraction segment, so that fractions of one task line up
+                # base: the key without its label-fraction segment, so that the fractions of one task line up
                 base = "/".join(p for p in (parsed.dataset, parsed.task, parsed.target) if p)
                 fraction = parsed.fraction
                 if fraction is None and parsed.task in ("linear_probe", "finetune"):
@@ -299,6 +299,8 @@ def _add_metric_task_keys(tasks: dict[str, TaskEntry], metric_keys: dict[str, fr
                 tasks[prefix] = TaskEntry(prefix, parsed.task, base, fraction)
             continue
         parts = key.split("/")
+        if any(prefix.startswith(k + "/") for k in tasks):
+            continue  # a task's own nested output (not a task key of its own)
         if parts[0] not in NOT_DATASETS and any(p in BUILTIN_TASKS | names for p in parts[:-1]):
             log.warning("metric %s: key shape not understood ([<dataset>/]<task>[/lf<fraction>]/<target>/<metric>); "
                         "shown in the generic table only", key)

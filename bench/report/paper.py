@@ -1,8 +1,8 @@
 """The MGLL paper's main-table layout (paper Table 1): downstream datasets as column groups, objectives as
 rows.
 
-Columns. Every metric key of a suite dataset (``<dataset>/<task>[/lf<fraction>]/<target>/<metric>``, parsed by
-``keys.parse_metric_key``) with task ``linear_probe`` (LP) or ``finetune`` (FT) and metric ``auc``, ``acc`` or
+Columns. Every metric key of a suite dataset (``<dataset>/<task>/<target>/<metric>``, maybe with a
+label-fraction segment ``lf<fraction>``; parsed by ``keys.parse_metric_key``) with task ``linear_probe`` (LP) or ``finetune`` (FT) and metric ``auc``, ``acc`` or
 ``map``: per dataset (a column group; ``dataset (target)`` when a dataset has several targets) LP then FT, each
 AUC, ACC, mAP (in %). Then the **Average** group: per (task, metric) the unweighted mean over the datasets,
 computed per cell (a cell lacking one of the datasets has no average) and then averaged over seeds like any

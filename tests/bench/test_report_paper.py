@@ -38,7 +38,9 @@ def suite_metrics(base: float, seed: int) -> dict:
             for j, metric in enumerate(("auc", "acc", "map")):
                 m[f"{ds}/{task}/{target}/{metric}"] = base + 0.1 * i + 0.01 * j + 0.002 * seed
             m[f"{ds}/{task}/{target}/n_test"] = 200 + 100 * i
-            m[f"{ds}/{task}/lf0.01/{target}/auc"] = base - 0.2 + 0.001 * seed
+            # the fraction's segment after the task (DR) or after the target (glaucoma, as bench.suites writes it)
+            lf = f"{ds}/{task}/lf0.01/{target}/auc" if i == 0 else f"{ds}/{task}/{target}/lf0.01/auc"
+            m[lf] = base - 0.2 + 0.001 * seed
     return m
 
 
@@ -47,6 +49,9 @@ def suite_metrics(base: float, seed: int) -> dict:
     ("linear_probe/disease_multilabel/map", (None, "linear_probe", None, "disease_multilabel", "map")),
     ("ds/finetune/lf0.01/t/acc", ("ds", "finetune", 0.01, "t", "acc")),
     ("linear_probe/lf10%/t/auc", (None, "linear_probe", 0.1, "t", "auc")),
+    ("dr/linear_probe/dr_grade/lf0.01/auc", ("dr", "linear_probe", 0.01, "dr_grade", "auc")),  # bench.suites' form
+    ("linear_probe/t/lf1.0/auc", (None, "linear_probe", 1.0, "t", "auc")),
+    ("ds/linear_probe/lf0.1/t/lf0.2/auc", None),  # two fractions
     ("ds/retrieval/i2t_recall@1", ("ds", "retrieval", None, None, "i2t_recall@1")),
     ("init/linear_probe/t/auc", None),            # evaluation at init: not a task metric of the layout
     ("a/b/linear_probe/t/auc", None),             # the task too deep: unknown shape, never guessed
@@ -172,4 +177,6 @@ def test_label_fraction_keys_line_up_with_their_task(suite_grid):
     full = tasks[f"{DR}/linear_probe/dr_grade"]
     assert (lf.base, lf.label_fraction) == (f"{DR}/linear_probe/dr_grade", 0.01)
     assert (full.base, full.label_fraction) == (f"{DR}/linear_probe/dr_grade", 1.0)
+    lf_gl = tasks[f"{GL}/linear_probe/glaucoma/lf0.01"]
+    assert (lf_gl.base, lf_gl.label_fraction) == (f"{GL}/linear_probe/glaucoma", 0.01)
     assert tasks["x/y/linear_probe/t"].name == "?"  # unknown shape: generic table only

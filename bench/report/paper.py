@@ -2,11 +2,12 @@
 rows.
 
 Columns. Every metric key of a suite dataset (``<dataset>/<task>/<target>/<metric>``, maybe with a
-label-fraction segment ``lf<fraction>``; parsed by ``keys.parse_metric_key``) with task ``linear_probe`` (LP) or ``finetune`` (FT) and metric ``auc``, ``acc`` or
-``map``: per dataset (a column group; ``dataset (target)`` when a dataset has several targets) LP then FT, each
-AUC, ACC, mAP (in %). Then the **Average** group: per (task, metric) the unweighted mean over the datasets,
-computed per cell (a cell lacking one of the datasets has no average) and then averaged over seeds like any
-column. One table per label fraction (``paper`` for all labels, ``paper_lf1pct`` for ``lf0.01``, ...).
+label-fraction segment ``lf<fraction>``; parsed by ``keys.parse_metric_key``) with task ``linear_probe`` (LP)
+or ``finetune`` (FT) and metric ``auc``, ``acc`` or ``map``: per dataset (a column group; ``dataset (target)``
+when a dataset has several targets) LP then FT, each AUC, ACC, mAP (in %). Then the **Average** group: per
+(task, metric) the unweighted mean over the datasets, computed per cell (a cell lacking one of the datasets
+has no average) and then averaged over seeds like any column. One table per label fraction (``paper`` for
+all labels, ``paper_lf1pct`` for ``lf0.01``, ...).
 
 The pretraining corpus's own keys (no dataset) and keys of any other shape are not part of this layout; they
 stay in the generic main table. Rows, mean ± std over seeds, bold best and underlined second best per column

@@ -31,7 +31,10 @@ from .base import OBJECTIVES, CommonOptions, Objective, build, register
 from .errors import ObjectiveConfigError, ObjectiveInputError, ObjectiveNumericsError
 
 # the families (importing a module registers its objectives)
-from . import clip, medclip, mgll, mgll_released, siglip, soft  # noqa: E402,F401  isort: skip
+from . import clip, medclip, mgll, mgll_released, siglip, soft  # noqa: E402  isort: skip
+
+#: the modules that register the built-in objectives (imported above for that)
+FAMILIES = (clip, medclip, mgll, mgll_released, siglip, soft)
 
 __all__ = [
     "OBJECTIVES",

@@ -87,6 +87,9 @@ class MGLL(Objective):
     def levels_used(self, available_levels) -> list[str]:
         return list(self.opt.levels) if self.opt.levels is not None else list(available_levels)
 
+    def terms_used(self) -> list[str]:
+        return list(self.opt.terms)
+
     def needs_labels(self, level: str) -> bool:
         return self._uses_targets
 

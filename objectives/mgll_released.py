@@ -70,6 +70,9 @@ class MGLLReleased(Objective):
         """Calls whose raw KL was non-finite and dropped (reads a device counter: a synchronisation)."""
         return 0 if self._kl_dropped is None else int(self._kl_dropped)
 
+    def terms_used(self) -> list[str]:
+        return ["softce", "bce", "kl_raw"]
+
     def levels_used(self, available_levels) -> list[str]:
         levels = list(self.opt.levels) if self.opt.levels is not None else list(available_levels)
         if len(levels) != 2:

@@ -235,6 +235,7 @@ def run_cell(cfg: DictConfig, cell_dir: Path) -> dict[str, Any]:
             "device": str(device),
             "world_size": world,
             "n_train": len(splits["train"]),
+            "objective": objective.describe(data.levels),  # name, options, levels, terms: read by bench.report
             **environment(),
         }
     )

@@ -252,7 +252,7 @@ def measure(name: str, steps: int = 3, batch_size: int | None = None, device: st
     res.overhead_pct = 100.0 * (statistics.median(x / y for x, y in zip(h_times, b_times)) - 1.0)
     res.batching_vs_model = h / d
     res.best_harness_img_s, res.best_bare_img_s = bs / min(h_times), bs / min(b_times)
-    del model, optimizer, bare_opt, prebuilt
+    prebuilt.clear()  # the batches go now; the model and the optimisers go with this frame
     return res
 
 

@@ -12,14 +12,15 @@ Checkpoints (``checkpoints/last.pt``: model, optimiser, scheduler, step, RNG sta
 written atomically at the end of every epoch, every ``train.checkpoint_every_steps`` optimiser steps (0 =
 off), and when a preemption/timeout signal was deferred to the loop (see :data:`PREEMPTION`). The RNG states
 are those at the step the checkpoint is taken (dropout and the objectives continue exactly); resuming
-mid-epoch starts the loader at the step's batch of the epoch's order. An interrupted then resumed run therefore ends with the same parameters and metrics as an
-uninterrupted one (checked bit for bit on CPU by ``tests/bench/test_resume.py``). They are read back
-safely (``weights_only=True``) by :mod:`bench.resume`.
+mid-epoch starts the loader at the step's batch of the epoch's order. An interrupted then resumed run
+therefore ends with the same parameters and metrics as an uninterrupted one, with any number of loader
+workers (checked bit for bit on CPU by ``tests/bench/test_resume.py``). They are read back safely
+(``weights_only=True``) by :mod:`bench.resume`.
 
 Under an initialised ``torch.distributed`` group of W processes, every rank draws the same global order,
-reads (decodes and augments) only its rows ``r * B/W .. (r+1) * B/W - 1`` of each global batch of B = ``train.batch_size``,
-runs the model wrapped in ``DistributedDataParallel``; the objectives gather features and labels across
-ranks, so the loss is that of the global batch. Only rank 0 writes checkpoints and ``history.csv``.
+reads (decodes and augments) only its rows ``r * B/W .. (r+1) * B/W - 1`` of each global batch of
+B = ``train.batch_size``, runs the model wrapped in ``DistributedDataParallel``; the objectives gather
+features and labels across ranks, so the loss is that of the global batch. Only rank 0 writes checkpoints and ``history.csv``.
 
 The step itself (``bench.train_step.TrainStep``: autocast, objective, scaler, clipping, optimiser, logit-scale
 clamp, device-side finiteness flags, objective timing) queues work on the device without a host

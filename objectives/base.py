@@ -88,6 +88,23 @@ class Objective(nn.Module):
             raise ObjectiveInputError(f"objective {self.called_as!r}: the batch has no text level")
         return available[:1]
 
+    def terms_used(self) -> list[str]:
+        """The names of the loss terms this objective computes: each output is ``<term>/<level>`` or ``<term>``
+        (default: one term named after the objective)."""
+        return [self.name]
+
+    def describe(self, available_levels: Sequence[str]) -> dict[str, Any]:
+        """What a cell records about its objective (``metrics.json`` key ``objective``, read by the report):
+        ``name``, ``called_as``, ``options`` (JSON values), ``levels`` (given the data's levels) and ``terms``."""
+        options = {f.name: getattr(self.opt, f.name) for f in dataclasses.fields(self.opt)}
+        return {
+            "name": self.name,
+            "called_as": self.called_as,
+            "options": {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()},
+            "levels": [str(g) for g in self.levels_used(list(available_levels))],
+            "terms": list(self.terms_used()),
+        }
+
     def needs_labels(self, level: str) -> bool:
         """Whether labels are required at ``level`` (objectives with instance targets can do without)."""
         return True

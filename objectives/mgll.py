@@ -71,7 +71,8 @@ class MGLLOptions(CommonOptions):
 
 @register("mgll")
 class MGLL(Objective):
-    """The paper's objective (see the module docstring)."""
+    """``L = a1 sum_g sCLIP_g + a2 sum_g P_g + a3 sKL`` (the paper's Eqs. 1-7; see the module docstring).
+    Outputs: ``"sclip/<level>"``, ``"pointwise/<level>"``, ``"skl"``."""
 
     Options = MGLLOptions
 
@@ -85,6 +86,9 @@ class MGLL(Objective):
 
     def levels_used(self, available_levels) -> list[str]:
         return list(self.opt.levels) if self.opt.levels is not None else list(available_levels)
+
+    def terms_used(self) -> list[str]:
+        return list(self.opt.terms)
 
     def needs_labels(self, level: str) -> bool:
         return self._uses_targets

@@ -53,7 +53,9 @@ class MGLLReleasedOptions(CommonOptions):
 
 @register("mgll_released")
 class MGLLReleased(Objective):
-    """The released code's loss (see the module docstring)."""
+    """Per level ``1/4 [CE(S, W) + CE(S^T, W)] + BCE(S, W)``, plus ``0.5 k`` when the raw-logit KL ``k`` is
+    finite (the released code; see the module docstring). Outputs: ``"softce/<level>"``, ``"bce/<level>"``,
+    ``"kl_raw"``, ``"kl_dropped"``."""
 
     Options = MGLLReleasedOptions
     unchecked_terms = ("kl_raw", "kl_dropped")
@@ -67,6 +69,9 @@ class MGLLReleased(Objective):
     def kl_dropped_count(self) -> int:
         """Calls whose raw KL was non-finite and dropped (reads a device counter: a synchronisation)."""
         return 0 if self._kl_dropped is None else int(self._kl_dropped)
+
+    def terms_used(self) -> list[str]:
+        return ["softce", "bce", "kl_raw"]
 
     def levels_used(self, available_levels) -> list[str]:
         levels = list(self.opt.levels) if self.opt.levels is not None else list(available_levels)

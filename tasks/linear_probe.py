@@ -56,14 +56,19 @@ class LinearProbe(Task):
         label_fraction: float = 1.0
         """Fraction of the train split used, in (0, 1]; stratified, deterministic given ``seed``."""
         seed: int = 0
+        """Seed of the label-fraction subsample and of the bootstrap."""
         batch_size: int = 64
+        """Feature-extraction batch."""
         solver: str = "auto"
         """newton, torch (L-BFGS), sklearn (lbfgs), or auto (newton unless the problem is too large)."""
         max_iter: int = 1000
+        """Iteration cap of the solver."""
         standardize: bool = True
+        """Standardise features with the training subset's mean and std."""
         ci: bool = False
         """Add bootstrap 95 % intervals to the test metrics."""
         n_boot: int = 1000
+        """Bootstrap resamples (with ``ci``)."""
 
     def validate(self) -> None:
         o, t = self.options, self.name

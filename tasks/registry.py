@@ -73,5 +73,9 @@ def register(name: str) -> Callable[[type[T]], type[T]]:
 def build(name: str, **options: Any):
     """Build the task registered as ``name`` with ``options`` (validated now, not at run time)."""
     if name not in TASKS:
+        from . import load_builtin_tasks  # the registry is filled on first use (``import tasks`` is lazy)
+
+        load_builtin_tasks()
+    if name not in TASKS:
         raise TaskConfigError(name, None, "unknown task", value=name, allowed=sorted(TASKS))
     return TASKS[name](**options)

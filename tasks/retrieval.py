@@ -61,9 +61,13 @@ class Retrieval(Task):
         target: str | None = None
         """Alias of ``level``, so that the runner's ``retrieval/<level>`` form works."""
         ks: tuple[int, ...] = field(default_factory=lambda: (1, 5, 10))
+        """The K of Recall@K."""
         dedupe_texts: bool = True
+        """Rank unique strings (false: one text per sample, duplicates included)."""
         batch_size: int = 64
+        """Encoding batch."""
         query_chunk: int = 1024
+        """Queries scored per chunk."""
 
     def validate(self) -> None:
         o, t = self.options, self.name

@@ -56,6 +56,7 @@ class ZeroShot(Task):
     @dataclass
     class Options:
         target: str
+        """Downstream task name in the datasets' ``task_specs``."""
         prompt: Any = "{}"
         """A template with one ``{}`` (or a list of them, ensembled)."""
         classnames: Any = None
@@ -63,11 +64,17 @@ class ZeroShot(Task):
         level: str | None = None
         """Build prompts from the train texts at this level instead of class names."""
         multilabel_rule: str = "val"
+        """Multi-label thresholds: val (per-label cosine threshold tuned on val) or negative (against ``negative_prompt``)."""
         negative_prompt: Any = "no {}"
+        """Template(s) of the negative prompts for ``multilabel_rule=negative``."""
         batch_size: int = 64
+        """Encoding batch."""
         seed: int = 0
+        """Seed of the bootstrap."""
         ci: bool = False
+        """Add bootstrap 95 % intervals to the test metrics."""
         n_boot: int = 1000
+        """Bootstrap resamples (with ``ci``)."""
 
     def validate(self) -> None:
         o, t = self.options, self.name

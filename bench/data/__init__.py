@@ -5,7 +5,10 @@ from .sample import SPLITS, MultiGranularDataset, Sample, TaskSpec, load_image
 from .build import build_dataset
 
 # the formats (each registers itself with @register_format)
-from . import csv_multilabel, digits, downstream_csv, fundus_synth, jsonl, mgll_json, wds  # noqa: E402,F401
+from . import csv_multilabel, digits, downstream_csv, fundus_synth, jsonl, mgll_json, wds  # noqa: E402
+
+#: the modules that register the built-in formats (imported above for that)
+FORMAT_MODULES = (csv_multilabel, digits, downstream_csv, fundus_synth, jsonl, mgll_json, wds)
 
 __all__ = [
     "FORMATS",

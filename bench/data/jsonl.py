@@ -88,7 +88,6 @@ def _sidecar(path: Path) -> list[Path]:
 
 
 def parse_record(obj: Any, origin: Origin, levels, tasks, base: Path, problems: ProblemLog) -> Sample | None:
-    where = f"line {origin.line}"
     if not isinstance(obj, dict):
         problems.add(Problem.at(origin, None, f"a line must be a JSON object, got {type(obj).__name__}", f"{origin.file}:{origin.line}"))
         return None

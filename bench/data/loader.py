@@ -7,6 +7,8 @@ the order of the batch sampler (:mod:`bench.data.sampler`). Normalisation is the
 - ``data.workers`` (:func:`configure`, set by ``build_dataset``): worker processes; ``None`` = a share of the
   CPUs this process may use (:func:`default_workers`), 0 = decode in the main process. Workers are persistent
   (one iterator spans the whole run), prefetch ``PREFETCH`` batches each, and use one torch thread each.
+- Workers ignore the job-control signals (preemption, termination, interrupt): the main process acts on
+  them and the workers end with it.
 - On CUDA the batches are pinned and copied with ``non_blocking=True``; elsewhere nothing is pinned.
 - A sample that cannot be read while loading is a :class:`~bench.data.problems.DataValidationError` naming
   the file and the sample id; with ``data.on_bad_sample=skip`` it is dropped from its batch and counted
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 from typing import Any, Iterator
 
@@ -84,6 +87,17 @@ class ImageDataset(torch.utils.data.Dataset):
         return i, self.preset(image, self.size, g)
 
 
+#: signals a worker ignores: the main process handles them (preemption checkpoint, requeue, shutdown) and
+#: the workers exit with it; a worker running submitit's handler would requeue the job from the wrong process
+WORKER_IGNORED_SIGNALS = tuple(getattr(signal, n) for n in ("SIGUSR1", "SIGUSR2", "SIGTERM", "SIGHUP", "SIGINT")
+                               if hasattr(signal, n))
+
+
+def _worker_init(_worker_id: int) -> None:
+    for sig in WORKER_IGNORED_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def _collate(items: list[tuple[int, Any]]) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, str]]]:
     good = [(i, x) for i, x in items if isinstance(x, torch.Tensor)]
     bad = [(i, x) for i, x in items if not isinstance(x, torch.Tensor)]
@@ -110,6 +124,7 @@ class Batches:
         self.loader = torch.utils.data.DataLoader(
             ImageDataset(self.source, size, preset, seed), batch_sampler=sampler, num_workers=w,
             collate_fn=_collate, pin_memory=device.type == "cuda", persistent_workers=w > 0,
+            worker_init_fn=_worker_init if w > 0 else None,
             prefetch_factor=PREFETCH if w > 0 else None)
 
     def __len__(self) -> int:

@@ -58,7 +58,10 @@ from .registry import LAUNCHERS, Launcher, register_launcher, resolve
 from .slurm_state import TERMINAL, is_active, sacct_states, slurm_states, squeue_states
 
 # the launchers (each registers itself)
-from . import inline, local, slurm  # noqa: E402,F401  (isort: keep after the registry)
+from . import inline, local, slurm  # noqa: E402  (isort: keep after the registry)
+
+#: the modules that register the built-in launchers (imported above for that)
+LAUNCHER_MODULES = (inline, local, slurm)
 from .slurm import settle_slurm_job, wait_slurm  # noqa: E402
 
 __all__ = [

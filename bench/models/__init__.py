@@ -20,12 +20,13 @@ vanishes at the cap (``s`` in ``[1, 100]`` by default). Embeddings are L2-normal
 unless ``normalize_embeddings=false`` (the released MGLL code's behaviour).
 
 Checkpoints: ``save_encoder`` / ``load_encoder`` (config inside, ``torch.load(weights_only=True)``), and
-``load_mgll_checkpoint`` for the released MGLL checkpoints. See the README section "Models".
+``load_mgll_checkpoint`` for the released MGLL checkpoints. See docs/models.md.
 """
 
-from . import image as _image  # noqa: F401  (registers the image towers)
-from . import text as _text  # noqa: F401  (registers the text towers)
-from . import hf_text as _hf_text  # noqa: F401  (registers the Hugging Face text towers)
+from . import hf_text, image, text
+
+#: the modules that register the towers (imported above for that)
+TOWER_MODULES = (hf_text, image, text)
 from .checkpoint import load_encoder, load_mgll_checkpoint, read_encoder_file, save_encoder
 from .common import IMAGE_TOWERS, TEXT_TOWERS, LoadReport, ModelConfigError
 from .image import OpenCLIPVisual, TimmTower

@@ -26,8 +26,8 @@ from .common import (
     build_assets,
     load_weights_enabled,
     local_path,
-    module_list_blocks,
 )
+from .freeze import module_list_blocks
 from .text import _CTX, _ctx
 
 log = logging.getLogger("bench.models")

@@ -31,11 +31,10 @@ from .common import (
     load_matching,
     load_weights_enabled,
     local_path,
-    module_list_blocks,
     read_state_dict,
     take_prefix,
-    timm_layout,
 )
+from .freeze import module_list_blocks, timm_layout
 
 log = logging.getLogger("bench.models")
 

@@ -24,10 +24,10 @@ from .common import (
     load_matching,
     load_weights_enabled,
     local_path,
-    module_list_blocks,
     read_state_dict,
     take_prefix,
 )
+from .freeze import module_list_blocks
 from .image import open_clip_config, open_clip_tower
 
 log = logging.getLogger("bench.models")

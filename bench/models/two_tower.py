@@ -19,10 +19,9 @@ from .common import (
     TEXT_TOWERS,
     ModelConfigError,
     _unknown,
-    apply_freeze,
     as_bool,
-    parse_freeze,
 )
+from .freeze import apply_freeze, parse_freeze
 from .text import Tokenizer
 
 log = logging.getLogger("bench.models")

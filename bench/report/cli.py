@@ -37,9 +37,11 @@ Options:
                    report.md, table.md and all.csv are always written.
   out=DIR          output folder (default RESULTS_DIR/GRID/report).
 
-Tables: main (best bold, second best underlined), ablation (sCLIP/P/sKL check marks, when the grid has
-MGLL-family rows), granularity (when an objective is trained with different numbers of levels), cost
-(time per epoch, peak memory, loss time). Figures: bars, loss_curves, metric_vs_levels,
+Tables: main (best bold, second best underlined), paper (the MGLL paper's layout: suite datasets as
+column groups, LP/FT x AUC/ACC/mAP, an average; one per label fraction), ablation (sCLIP/P/sKL check
+marks, when the grid has MGLL-family rows), granularity (when an objective is trained with different
+numbers of levels), cost (time per epoch, peak memory, loss time). Under each table: its statistical
+power (seeds, test-set size, seed std, minimum detectable effect; power.csv); see docs/reports.md. Figures: bars, loss_curves, metric_vs_levels,
 metric_vs_missing_rate, metric_vs_label_fraction (each only when the grid varies what it shows).
 
 Exit status: 0 written; 2 missing cells, an unknown option or another problem (the message says which).
@@ -132,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"figure {name}: " + ", ".join(str(p) for p in files.values()))
     if paths["significance"]:
         print(f"significance tests: {paths['significance']}")
+    print(f"statistical power: {paths['power']}")
     if paths["missing"]:
         print(f"warning: {len(paths['missing'])} cell(s) or metric(s) missing; listed in the report", file=sys.stderr)
     return 0

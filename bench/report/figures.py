@@ -247,11 +247,11 @@ def metric_vs_label_fraction(results: Results, grouping: Grouping, metrics: list
     data = label_fraction_data(results, grouping, metrics)
     if data.empty:
         return None
-    varies = data.groupby("task")["label_fraction"].nunique()
+    varies = data.groupby(["task", "m"])["label_fraction"].nunique()  # a panel needs two fractions or more
     keep = set(varies[varies > 1].index)
     if not keep:
         return None
-    data = data[data["task"].isin(keep)].copy()
+    data = data[[(a, b) in keep for a, b in zip(data["task"], data["m"])]].copy()
     data["metric"] = data["task"] + " " + data["m"].str.upper().str.replace("MAP", "mAP") + " (%)"
     hue_name = _hue_name(grouping, exclude=[c for c in grouping.key_cols if c.startswith(LABEL_FRACTION)])
     paths = _lines(data.rename(columns={"row": hue_name}), "label_fraction", hue_name, out,

@@ -31,22 +31,32 @@ import yaml
 
 from .. import store
 from ..errors import ConfigError
+from .keys import BUILTIN_TASKS, NOT_DATASETS, parse_metric_key
 
 log = logging.getLogger(__name__)
 
 CFG = "cfg."
 #: prefix of the derived per-task label-fraction columns (``label_fraction:<task key>``, from the config)
 LABEL_FRACTION = "label_fraction:"
-#: objectives that train on every data level unless ``levels`` is given (the others use one level)
-MULTI_LEVEL_OBJECTIVES = frozenset({"mgll", "mgll_released", "soft_clip", "unicl", "flair"})
-#: the three MGLL loss terms, in the paper's Table 3 order, with the names objectives use for them
+#: the three MGLL loss terms, in the paper's Table 3 order
 TERMS = ("sCLIP", "P", "sKL")
-_TERM_ALIASES = {
+#: the paper's name of each loss term a cell records (``metrics.json`` ``objective.terms``): mgll's own terms and
+#: the released code's (mgll_released)
+PAPER_TERMS = {"sclip": "sCLIP", "softce": "sCLIP", "pointwise": "P", "bce": "P", "skl": "sKL", "kl_raw": "sKL"}
+#: the term of plain CLIP, the ablation table's row with none of the three
+BASELINE_TERM = "clip"
+#: the key of the objective's record in metrics.json (written by bench.cell.objective_record)
+OBJECTIVE_RECORD = "objective"
+
+# -- only to read results written before cells recorded their objective (metrics.json key "objective") -------
+#: objectives that train on every data level unless ``levels`` is given (the others use one level)
+_LEGACY_MULTI_LEVEL = frozenset({"mgll", "mgll_released", "soft_clip", "unicl", "flair"})
+_LEGACY_TERM_ALIASES = {
     "sclip": "sCLIP", "softce": "sCLIP", "soft_clip": "sCLIP",
     "pointwise": "P", "p": "P", "bce": "P",
     "skl": "sKL", "kl": "sKL", "kl_raw": "sKL",
 }
-MGLL_FAMILY = frozenset({"clip", "mgll", "mgll_released"})
+_LEGACY_MGLL_FAMILY = frozenset({"clip", "mgll", "mgll_released"})
 
 
 class ReportError(ConfigError):
@@ -100,6 +110,8 @@ def parse_task(entry: Any) -> TaskEntry:
     base = f"{name}/{entry['target']}" if "target" in entry else name
     key = entry.get("key") or base
     lf = entry.get("label_fraction", 1.0 if name == "linear_probe" else None)
+    if isinstance(lf, (list, tuple)):  # several fractions: each is reported under its own lf<x> key
+        lf = None
     return TaskEntry(str(key), name, base, None if lf is None else float(lf))
 
 
@@ -135,33 +147,55 @@ def _cell_value(v: Any) -> Any:
     return v
 
 
-def levels_used(cfg: dict) -> list[str] | None:
-    """The text levels a cell's objective trains on, or None when the config does not say."""
+def levels_used(cfg: dict, record: dict | None = None) -> list[str] | None:
+    """The text levels a cell's objective trains on: the cell's record (``metrics.json`` ``objective.levels``)
+    when it has one, else guessed from the config (results written before cells recorded it); None when
+    neither says."""
+    if record and isinstance(record.get("levels"), list):
+        return [str(x) for x in record["levels"]]
+    # fallback, only to read results written before this version: guess from the config
     obj = cfg.get("objective") or {}
     data_levels = (cfg.get("data") or {}).get("levels")
     if obj.get("levels"):
         return [str(x) for x in obj["levels"]]
     if obj.get("level"):
         return [str(obj["level"])]
-    if obj.get("name") in MULTI_LEVEL_OBJECTIVES:
+    if obj.get("name") in _LEGACY_MULTI_LEVEL:
         return [str(x) for x in data_levels] if data_levels else None
     return [str(data_levels[0])] if data_levels else None
 
 
-def terms_used(cfg: dict) -> dict[str, bool] | None:
-    """Which of sCLIP, P, sKL a CLIP/MGLL-family objective uses (``clip``: none; ``mgll``: its ``terms``,
-    default all three; ``mgll_released``: its ``terms`` if given, else all three); None for other objectives."""
+def terms_used(cfg: dict, record: dict | None = None) -> dict[str, bool] | None:
+    """Which of sCLIP, P, sKL an objective of the CLIP/MGLL family uses, or None for another objective.
+
+    From the cell's record (``metrics.json`` ``objective.terms``): an objective whose terms are all among
+    ``PAPER_TERMS`` and ``clip`` belongs to the family (plain ``clip``: none of the three). Results written
+    before cells recorded it: guessed from the config (``clip``: none; ``mgll``: its ``terms``, default all
+    three; ``mgll_released``: all three)."""
+    if record and isinstance(record.get("terms"), list):
+        names = {str(x) for x in record["terms"]}
+        if not names or not names <= set(PAPER_TERMS) | {BASELINE_TERM}:
+            return None
+        used = {PAPER_TERMS[x] for x in names if x in PAPER_TERMS}
+        return {t: t in used for t in TERMS}
+    # fallback, only to read results written before this version: guess from the config
     obj = cfg.get("objective") or {}
     name = obj.get("name")
-    if name not in MGLL_FAMILY:
+    if name not in _LEGACY_MGLL_FAMILY:
         return None
     if name == "clip":
         return dict.fromkeys(TERMS, False)
     terms = obj.get("terms")
     if terms is None:
         return dict.fromkeys(TERMS, True)
-    used = {_TERM_ALIASES.get(str(t).lower(), str(t)) for t in terms}
+    used = {_LEGACY_TERM_ALIASES.get(str(x).lower(), str(x)) for x in terms}
     return {t: t in used for t in TERMS}
+
+
+def objective_record(metrics: dict) -> dict | None:
+    """The objective's record a cell wrote into metrics.json (name, options, levels, terms), or None."""
+    record = metrics.get(OBJECTIVE_RECORD)
+    return record if isinstance(record, dict) else None
 
 
 def load_results(root: Path | str) -> Results:
@@ -188,19 +222,28 @@ def load_results(root: Path | str) -> Results:
             raise ReportError(f"{cfg_path}: the cell's config is not a mapping (a {type(cfg).__name__}); repair the "
                               f"cell with python -m bench.run ... {store.REPAIR_OPTION}")
         state = store.cell_state(cell_dir)
+        metrics: dict[str, Any] | None = None
+        if state == store.DONE:
+            try:
+                metrics = store.read_json(cell_dir / "metrics.json")
+            except (OSError, ValueError) as e:
+                raise ReportError(f"{cell_dir}: marked done but metrics.json cannot be read ({e})") from e
+        record = objective_record(metrics or {})
         obj = cfg.get("objective") or {}
         label = cfg.get("label") or obj.get("name") or cell_dir.name
-        levels = levels_used(cfg)
+        levels = levels_used(cfg, record)
         row: dict[str, Any] = {
             "cell": cell_dir.name,
             "state": state,
             "label": str(label),
             "seed": cfg.get("seed"),
-            "objective": obj.get("name"),
+            "objective": (record or {}).get("name") or obj.get("name"),
             "n_levels": len(levels) if levels else math.nan,
             "levels": ",".join(levels) if levels else None,
+            "terms": ",".join(str(x) for x in record["terms"]) if record and isinstance(record.get("terms"), list)
+            else None,
         }
-        terms = terms_used(cfg)
+        terms = terms_used(cfg, record)
         for t in TERMS:
             row[f"term.{t}"] = None if terms is None else terms[t]
         flat = pd.json_normalize(cfg, sep=".").iloc[0].to_dict() if cfg else {}
@@ -214,14 +257,10 @@ def load_results(root: Path | str) -> Results:
             tasks.setdefault(t.key, t)
             if t.label_fraction is not None:
                 row[LABEL_FRACTION + t.key] = t.label_fraction
-        if state == store.DONE:
-            try:
-                metrics = store.read_json(cell_dir / "metrics.json")
-            except (OSError, ValueError) as e:
-                raise ReportError(f"{cell_dir}: marked done but metrics.json cannot be read ({e})") from e
+        if metrics is not None:
             keys = set()
             for k, v in metrics.items():
-                if k == "seed":
+                if k in ("seed", OBJECTIVE_RECORD):
                     continue
                 if isinstance(v, dict):
                     row.update({f"{k}.{kk}": vv for kk, vv in v.items() if not isinstance(vv, (dict, list))})
@@ -236,7 +275,36 @@ def load_results(root: Path | str) -> Results:
     if not rows:
         raise ReportError(f"{root}: no cell folders (a cell folder holds config.yaml; run python -m bench.run first)")
     frame = pd.DataFrame(rows)
+    _add_metric_task_keys(tasks, metric_keys)
     return Results(root=root, frame=frame, tasks=tasks, metric_keys=metric_keys)
+
+
+def _add_metric_task_keys(tasks: dict[str, TaskEntry], metric_keys: dict[str, frozenset]) -> None:
+    """Add the task keys that only the metrics name (a suite's datasets, ``<dataset>/<task>/<target>``, and
+    label-fraction keys) to ``tasks``; a key naming a task in a shape ``keys.parse_metric_key`` does not know
+    is added as it is (it shows in the generic table only) and logged."""
+    names = {t.name for t in tasks.values()}
+    for key in sorted(set().union(*metric_keys.values()) if metric_keys else ()):
+        prefix = key.rsplit("/", 1)[0] if "/" in key else ""
+        if not prefix or prefix in tasks:
+            continue
+        parsed = parse_metric_key(key, names)
+        if parsed is not None:
+            if parsed.dataset is not None or parsed.fraction is not None:
+                # base: the key without its label-fraction segment, so that the fractions of one task line up
+                base = "/".join(p for p in (parsed.dataset, parsed.task, parsed.target) if p)
+                fraction = parsed.fraction
+                if fraction is None and parsed.task in ("linear_probe", "finetune"):
+                    fraction = 1.0  # no lf segment: every training label
+                tasks[prefix] = TaskEntry(prefix, parsed.task, base, fraction)
+            continue
+        parts = key.split("/")
+        if any(prefix.startswith(k + "/") for k in tasks):
+            continue  # a task's own nested output (not a task key of its own)
+        if parts[0] not in NOT_DATASETS and any(p in BUILTIN_TASKS | names for p in parts[:-1]):
+            log.warning("metric %s: key shape not understood ([<dataset>/]<task>[/lf<fraction>]/<target>/<metric>); "
+                        "shown in the generic table only", key)
+            tasks[prefix] = TaskEntry(prefix, "?", prefix, None)
 
 
 def task_metric_columns(results: Results) -> dict[str, list[str]]:

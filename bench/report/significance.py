@@ -28,9 +28,9 @@ holding the test split's
   samples are aligned by id, else they must be in the same order).
 
 The two cells of a pair must hold the same test samples (equal ``y_true`` after alignment); a pair that
-does not is skipped with a note. The metrics follow ``tasks.metrics.classification_metrics`` (macro AUC and
-AP over labels, a label with a single class in a resample left out; macro accuracy and F1 at the threshold),
-recomputed vectorised here so the report does not import torch.
+does not is skipped with a note. The metrics are those of ``tasks.metrics`` (macro AUC and AP over labels, a
+label with a single class in a resample left out; macro accuracy and F1 at the threshold), computed by its
+vectorised :func:`tasks.metrics.metric_on_resamples` (numpy only: the report never imports torch).
 """
 
 from __future__ import annotations
@@ -43,7 +43,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata, ttest_rel
+from scipy.stats import ttest_rel
+
+import tasks.metrics as metrics_impl
 
 from .metrics import BOOTSTRAP_METRICS, metric_name
 from .tables import Grouping
@@ -175,78 +177,13 @@ def _align(a: Predictions, b: Predictions) -> tuple[Predictions, Predictions] | 
     return a, b
 
 
-# -- metrics on resamples (vectorised; definitions of tasks.metrics) ------------------------------------------
-def _ranking_columns(p: Predictions) -> tuple[np.ndarray, np.ndarray]:
-    if p.kind == "multilabel":
-        return p.y_true, p.scores
-    if p.scores.shape[1] == 2:
-        return (p.y_true == 1).astype(np.int64)[:, None], p.scores[:, 1:2]
-    return np.eye(p.scores.shape[1], dtype=np.int64)[p.y_true], p.scores
-
-
-def _auc_rows(Y: np.ndarray, S: np.ndarray) -> np.ndarray:
-    n = Y.shape[1]
-    n1 = Y.sum(axis=1).astype(float)
-    n0 = n - n1
-    r = rankdata(S, axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        auc = ((r * Y).sum(axis=1) - n1 * (n1 + 1) / 2) / (n1 * n0)
-    auc[(n1 == 0) | (n0 == 0)] = np.nan
-    return auc
-
-
-def _ap_rows(Y: np.ndarray, S: np.ndarray) -> np.ndarray:
-    b, n = Y.shape
-    order = np.argsort(-S, axis=1, kind="stable")
-    ss = np.take_along_axis(S, order, axis=1)
-    yy = np.take_along_axis(Y, order, axis=1)
-    tps = np.cumsum(yy, axis=1)
-    is_end = np.ones((b, n), dtype=bool)
-    is_end[:, :-1] = ss[:, :-1] != ss[:, 1:]
-    pos = np.broadcast_to(np.arange(n), (b, n))
-    ge = np.where(is_end, pos, n)
-    ge = np.minimum.accumulate(ge[:, ::-1], axis=1)[:, ::-1]  # end of each position's tie group
-    prec = np.take_along_axis(tps, ge, axis=1) / (ge + 1)
-    n1 = yy.sum(axis=1).astype(float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ap = (yy * prec).sum(axis=1) / n1
-    ap[(n1 == 0) | (n1 == n)] = np.nan
-    return ap
-
-
-def _macro(per_label: list[np.ndarray]) -> np.ndarray:
-    m = np.vstack(per_label)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(m, axis=0)
-
-
+# -- metrics on resamples (tasks.metrics, the one implementation) ---------------------------------------------
 def metric_on_resamples(p: Predictions, metric: str, idx: np.ndarray) -> np.ndarray:
-    """``metric`` (auc, map, acc, f1) of predictions ``p`` on each row of sample indices ``idx`` [B, n]."""
-    if metric in ("auc", "map"):
-        Y, S = _ranking_columns(p)
-        fn = _auc_rows if metric == "auc" else _ap_rows
-        return _macro([fn(Y[:, j][idx], S[:, j][idx]) for j in range(Y.shape[1])])
-    if p.kind == "multiclass":
-        c = p.scores.shape[1]
-        T = np.eye(c, dtype=bool)[p.y_true]
-        P = np.eye(c, dtype=bool)[p.scores.argmax(axis=1)]
-        if metric == "acc":
-            return (p.y_true == p.scores.argmax(axis=1))[idx].mean(axis=1)
-    else:
-        T, P = p.y_true.astype(bool), p.scores > p.threshold
-        if metric == "acc":
-            return (T == P)[idx].mean(axis=(1, 2))
-    if metric != "f1":
+    """``metric`` (auc, map, acc, f1) of predictions ``p`` on each row of sample indices ``idx`` [B, n]
+    (:func:`tasks.metrics.metric_on_resamples`)."""
+    if metric not in BOOTSTRAP_METRICS:
         raise ValueError(f"metric {metric!r} cannot be recomputed from predictions; allowed: {BOOTSTRAP_METRICS}")
-    Ti, Pi = T[idx], P[idx]
-    tp = (Ti & Pi).sum(axis=1)
-    fp = (~Ti & Pi).sum(axis=1)
-    fn = (Ti & ~Pi).sum(axis=1)
-    denom = 2 * tp + fp + fn
-    with np.errstate(invalid="ignore", divide="ignore"):
-        f1 = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), np.nan)
-    return _macro(list(f1.T))
+    return metrics_impl.metric_on_resamples(p.y_true, p.scores, p.kind, metric, idx, p.threshold)
 
 
 def point_metric(p: Predictions, metric: str) -> float:
@@ -264,7 +201,7 @@ def paired_bootstrap(pairs: list[tuple[Predictions, Predictions]], metric: str, 
     for a, b in pairs:
         n = len(a.y_true)
         observed += point_metric(a, metric) - point_metric(b, metric)
-        step = max(1, int(2_000_000 // max(1, n * (a.scores.shape[1] if metric in ("acc", "f1") else 1))))
+        step = metrics_impl.resample_chunk(n, a.scores.shape[1] if metric in ("acc", "f1") else 1)
         for start in range(0, n_boot, step):
             idx = rng.integers(0, n, size=(min(step, n_boot - start), n))
             deltas[start:start + len(idx)] += metric_on_resamples(a, metric, idx) - metric_on_resamples(b, metric, idx)

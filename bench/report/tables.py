@@ -29,6 +29,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from ..schema import non_identity_keys
 from .load import CFG, LABEL_FRACTION, TERMS, MissingCell, ReportError, Results
 from .metrics import ColumnSpec, decimals_for
 
@@ -38,12 +39,14 @@ BEST, SECOND = "best", "second"
 CHECK = "\u2713"
 EM_DASH = "\u2014"
 
-try:  # the runner's own list of keys that do not change what a cell computes
-    from ..config import NON_IDENTITY_KEYS
-except Exception:  # pragma: no cover - keep the report usable on its own
-    NON_IDENTITY_KEYS = ("grid", "label", "results_dir", "dry_run", "rerun_failed", "preflight", "launcher", "report")
+#: config keys that never split a row: the seed and the schema's keys that do not change what a cell computes
+#: (``bench.schema.non_identity_keys``: label, results_dir, launcher, report, train.checkpoint_every_steps, ...)
+NOT_ROW_KEYS = ("seed", *non_identity_keys())
 
-_NOT_ROW_KEYS = {"seed", *NON_IDENTITY_KEYS}
+
+def is_row_key_candidate(key: str) -> bool:
+    """Whether config key ``key`` (dotted) may split a row: not the seed nor a non-identity key or inside one."""
+    return not any(key == k or key.startswith(k + ".") for k in NOT_ROW_KEYS)
 
 
 # -- statistics of one table cell ----------------------------------------------------------------------------
@@ -198,8 +201,7 @@ def group_rows(results: Results, rows: str, baseline: Any = None) -> Grouping:
     for c in frame.columns:
         if not c.startswith(CFG) or c == rows_col:
             continue
-        top = c[len(CFG):].split(".", 1)[0]
-        if top in _NOT_ROW_KEYS:
+        if not is_row_key_candidate(c[len(CFG):]):
             continue
         candidates.append(c)
     if CFG + "tasks" in frame.columns:
@@ -333,18 +335,19 @@ def _first(cells: pd.DataFrame, column: str) -> Any:
 
 
 def ablation_rows(grouping: Grouping) -> tuple[list[tuple], dict[tuple, list[str]]]:
-    """Row keys of the CLIP/MGLL-family rows (clip, mgll, mgll_released) in the paper's Table 3 order, and their
-    sCLIP / P / sKL check marks; empty when no row is an MGLL-family objective."""
+    """Row keys of the CLIP/MGLL-family rows (objectives whose recorded terms are among the paper's three and
+    plain CLIP's; ``load.terms_used``) in the paper's Table 3 order, and their sCLIP / P / sKL check marks;
+    empty when no row uses one of the three terms."""
     picked = []
     for key, cells in grouping.groups:
         flags = [cells[f"term.{t}"].dropna() for t in TERMS]
         if any(f.empty for f in flags):
             continue
-        picked.append((key, [bool(f.iloc[0]) for f in flags], _first(cells, "objective")))
-    if not any(obj in ("mgll", "mgll_released") for _, _, obj in picked):
+        picked.append((key, [bool(f.iloc[0]) for f in flags]))
+    if not any(any(flags) for _, flags in picked):
         return [], {}
     picked.sort(key=lambda p: (sum(p[1]), not p[1][1], not p[1][0], not p[1][2]))
-    return [k for k, _, _ in picked], {k: [CHECK if f else "" for f in flags] for k, flags, _ in picked}
+    return [k for k, _ in picked], {k: [CHECK if f else "" for f in flags] for k, flags in picked}
 
 
 def granularity_rows(grouping: Grouping) -> tuple[list[tuple], dict[tuple, list[str]]]:

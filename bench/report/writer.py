@@ -6,13 +6,15 @@ Output (``out=``, default ``results/<grid>/report/``)::
     table.md             the main table alone (what ``python -m bench.run`` prints after a grid)
     all.csv              one line per cell: state, config (cfg.*), derived columns, every metric
     significance.csv     every test: row, reference, column, test, n, difference, p, significant, note
-    tables/<name>.md|.tex|.csv   main, ablation, granularity, cost (those that apply)
+    power.csv            per table and column: seeds, test-set size, seed std, minimum detectable effect (power)
+    tables/<name>.md|.tex|.csv   main, paper (and paper_lf<x>), ablation, granularity, cost (those that apply)
     figures/<name>.png|.pdf      bars, loss_curves, metric_vs_levels, metric_vs_missing_rate,
                                  metric_vs_label_fraction (those that apply)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import logging
 import math
@@ -25,9 +27,10 @@ import pandas as pd
 from .. import store
 from . import figures as figs
 from . import latex as tex
-from . import render
+from . import page, power, render
 from .load import MissingCell, MissingCellsError, ReportError, Results, load_results, task_metric_columns
 from .metrics import DEFAULT_METRICS, ColumnSpec, is_fraction, metric_name
+from .paper import paper_tables
 from .significance import BOOTSTRAP, DAGGER, DDAGGER, TTEST, compare, markers
 from .tables import (Grouping, Table, ablation_rows, build_table, cost_columns, display_name, granularity_rows,
                      group_rows, missing_notes)
@@ -168,7 +171,7 @@ def write_report(
 
     Returns ``{"markdown": report.md, "table": table.md, "csv": all.csv, "table_text": the main Markdown
     table, "tables": {name: {format: path}}, "figures": {name: {format: path}}, "significance": path or
-    None, "missing": [MissingCell]}``.
+    None, "power": power.csv, "missing": [MissingCell]}``.
     """
     root = Path(root)
     fmts = parse_formats(formats)
@@ -221,7 +224,16 @@ def write_report(
     # -- main table ------------------------------------------------------------------------------------------
     main = build_table(results, grouping, main_cols, name="main", title="Main results",
                        caption=f"Rows: {row_header}; columns: task/metric; {stat_text}; {marks_text}.")
-    comparisons = compare(results, grouping, main, n_boot=n_boot) if grouping.baseline_value is not None else []
+    papers = paper_tables(results, grouping, stat_text=stat_text, marks_text=marks_text)
+    comparisons = []
+    if grouping.baseline_value is not None:
+        comparisons = compare(results, grouping, main, n_boot=n_boot)
+        tested = {c.key for c in main.columns}
+        for t in papers:  # the paper layout's columns the main table does not have (averages, ...)
+            extra = [c for c in t.columns if c.key not in tested]
+            tested |= {c.key for c in extra}
+            if extra:
+                comparisons += compare(results, grouping, dataclasses.replace(t, columns=extra), n_boot=n_boot)
     sig = markers(comparisons, alpha)
     tests_run = {c.test for c in comparisons if c.p is not None}
     sig_caption = _sig_caption(alpha, n_boot, tests_run, base_name, no_base_why)
@@ -238,22 +250,22 @@ def write_report(
             table.notes += [f"missing (shown as \u2014 or left out of the mean): {g}" for g in gaps]
         return table
 
-    tables = [finish(main)]
+    tables = [finish(main)] + [finish(t) for t in papers]
     abl_keys, checks = ablation_rows(grouping)
     if abl_keys:
         tables.append(finish(build_table(
             results, grouping, main_cols, name="ablation", title="Objective ablation (MGLL paper Table 3 form)",
             caption=("\u2713 = loss term used: sCLIP (soft CLIP over levels), P (point-wise BCE), sKL (KL across "
-                     "levels); clip uses none, mgll its objective.terms (default all three), mgll_released its "
-                     f"softce/bce/raw-KL terms. {stat_text}; {marks_text} among these rows."),
+                     "levels), as each cell recorded its objective's terms (clip: none; mgll: its terms; "
+                     f"mgll_released: softce/bce/raw KL). {stat_text}; {marks_text} among these rows."),
             order=abl_keys, extra=checks, extra_headers=["sCLIP", "P", "sKL"])))
     gran_keys, gran_info = granularity_rows(grouping)
     gran = None
     if gran_keys:
         gran = finish(build_table(
             results, grouping, main_cols, name="granularity", title="Number of granularities (MGLL paper Table 4 form)",
-            caption=("levels = number of text levels the objective trains on (objective.levels, objective.level, "
-                     f"else data.levels); {stat_text}; {marks_text} among these rows."),
+            caption=("levels = number of text levels the objective trains on, as each cell recorded it; "
+                     f"{stat_text}; {marks_text} among these rows."),
             order=gran_keys, extra=gran_info, extra_headers=["objective", "levels", "level names"]))
         tables.append(gran)
     if cost_cols:
@@ -267,8 +279,16 @@ def write_report(
             cost.notes.append(f"not recorded by these cells: {', '.join(cost_absent)}")
         tables.append(cost)
 
+    powers = []
+    for t in tables:
+        if t.name != "cost":
+            found = power.table_power(results, grouping, t)
+            t.notes += power.notes(found)
+            powers += found
+
     # -- files -----------------------------------------------------------------------------------------------
     store.write_text(out / "all.csv", results.frame.to_csv(index=False))
+    power_path = _write(out / "power.csv", power.to_csv(powers))
     written: dict[str, dict[str, Path]] = {}
     for t in tables:
         paths = {}
@@ -282,10 +302,12 @@ def write_report(
         written[t.name] = paths
     sig_path = None
     if comparisons:
+        mdes = power.mde_by_column(powers)
         recs = [{"row": grouping.row_name(c.row), "column": c.column,
                  "reference": grouping.row_name(c.reference) if c.reference is not None else None,
                  "test": c.test, "n": c.n, "diff": c.diff, "p": c.p, "alpha": alpha,
-                 "significant": c.significant(alpha), "note": c.note} for c in comparisons]
+                 "significant": c.significant(alpha), "note": c.note, "mde": mdes.get(c.column),
+                 "resolvable": power.resolvable(c.diff, mdes.get(c.column))} for c in comparisons]
         sig_path = _write(out / "significance.csv", pd.DataFrame(recs).to_csv(index=False))
 
     fig_formats = [f for f in fmts if f in figs.FIGURE_FORMATS]
@@ -306,8 +328,8 @@ def write_report(
 
     main_md = render.markdown(main)
     table_md = _write(out / "table.md", f"# {grid}\n\n" + render.markdown_block(main, 1))
-    report_md = _write(out / "report.md", _report_markdown(results, grouping, grid, tables, figures, written, out,
-                                                          sig_path, missing, fmts, base_name, no_base_why))
+    report_md = _write(out / "report.md", page.report_markdown(results, grouping, grid, tables, figures, written,
+                                                              out, sig_path, missing, fmts, base_name, no_base_why))
     log.info("report of %s written to %s", root, out)
     return {
         "markdown": report_md,
@@ -317,54 +339,6 @@ def write_report(
         "tables": written,
         "figures": {f.name: f.paths for f in figures},
         "significance": sig_path,
+        "power": power_path,
         "missing": missing,
     }
-
-
-def _rel(path: Path, out: Path) -> str:
-    try:
-        return path.relative_to(out).as_posix()
-    except ValueError:
-        return path.as_posix()
-
-
-def _report_markdown(results: Results, grouping: Grouping, grid: str, tables: list[Table], figures, written,
-                     out: Path, sig_path, missing, fmts, base_name, no_base_why) -> str:
-    frame = results.frame
-    n_done = int((frame["state"] == store.DONE).sum())
-    seeds = sorted({s for s in frame["seed"].tolist() if s is not None}, key=str)
-    lines = [
-        f"# Report: {grid}",
-        "",
-        f"`{results.root}`: {len(frame)} cell(s), {n_done} done"
-        + (f", {len(frame) - n_done} not done" if n_done < len(frame) else "")
-        + f"; rows by `{' x '.join(grouping.headers)}`; seeds {', '.join(map(str, seeds))}; "
-        + (f"significance reference: {base_name}." if base_name else f"no significance test ({no_base_why})."),
-        "",
-    ]
-    if missing:
-        lines += ["**Missing** (reported with allow_missing=true):", ""]
-        lines += [f"- `{m.cell}` {m.label}: {m.state}" + (f" ({m.detail})" if m.detail else "") for m in missing]
-        lines.append("")
-    lines += ["## Tables", ""]
-    for i, t in enumerate(tables, 1):
-        lines.append(render.markdown_block(t, i))
-        links = " \u00b7 ".join(f"[{fmt}]({_rel(p, out)})" for fmt, p in written.get(t.name, {}).items())
-        if links:
-            lines += [f"Files: {links}", ""]
-    if figures:
-        lines += ["## Figures", ""]
-        for i, f in enumerate(figures, 1):
-            lines.append(f"**Figure {i}.** {f.caption}")
-            lines.append("")
-            if "png" in f.paths:
-                lines.append(f"![Figure {i}: {f.name}]({_rel(f.paths['png'], out)})")
-            if "pdf" in f.paths:
-                lines.append(f"[PDF]({_rel(f.paths['pdf'], out)})")
-            lines.append("")
-    lines += ["## Files", "", "- [all.csv](all.csv): one line per cell (state, config as cfg.*, every metric)"]
-    if sig_path:
-        lines.append("- [significance.csv](significance.csv): every test (row, reference, column, test, n, "
-                     "difference, p, note)")
-    lines.append("")
-    return "\n".join(lines)

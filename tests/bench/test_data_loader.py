@@ -139,3 +139,22 @@ def test_corrupt_file_found_by_validation_before_training(tmp_path):
         with pytest.raises(DataValidationError, match="im3.png"):
             build_dataset({"format": "jsonl", "path": path, "check_images": mode})
     assert len(build_dataset({"format": "jsonl", "path": path, "check_images": "sample", "on_bad_sample": "skip"})) == 7
+
+
+def test_workers_ignore_job_control_signals():
+    import os
+    import signal
+
+    import bench.data.loader as L
+
+    class Probe(torch.utils.data.Dataset):
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, i):
+            return [signal.getsignal(s) == signal.SIG_IGN for s in L.WORKER_IGNORED_SIGNALS] + [os.getpid()]
+
+    dl = torch.utils.data.DataLoader(Probe(), batch_size=None, num_workers=1, worker_init_fn=L._worker_init)
+    (flags,) = list(dl)
+    assert all(flags[:-1]) and flags[-1] != os.getpid() and signal.SIGUSR2 in L.WORKER_IGNORED_SIGNALS
+    assert signal.getsignal(signal.SIGINT) != signal.SIG_IGN  # the main process keeps its own handlers

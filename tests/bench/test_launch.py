@@ -238,9 +238,11 @@ def test_local_timeout_without_requeues_left_is_a_failure(tmp_path, monkeypatch,
 @pytest.mark.slow
 def test_local_timeout_checkpoints_and_restarts(tmp_path, monkeypatch):
     monkeypatch.setenv("CONTRASTIVE_BENCH_CACHE", str(tmp_path / "cache"))
-    grid = _one_cell_grid(tmp_path, epochs=60)
+    # long enough that a fast machine (the cell's 60 epochs took 19 s on CI) still meets at least one timeout,
+    # with enough requeues left that a loaded 2-core machine still finishes
+    grid = _one_cell_grid(tmp_path, epochs=160)
     assert run_main([f"grid={grid}", f"results_dir={tmp_path / 'r'}", "launcher.name=local", "launcher.timeout_min=0.75",
-                     "launcher.signal_delay_s=20", "launcher.max_num_timeout=6", "launcher.poll_s=0.2"]) == 0
+                     "launcher.signal_delay_s=20", "launcher.max_num_timeout=15", "launcher.poll_s=0.2"]) == 0
     (cell,) = [p for p in (tmp_path / "r" / "one").iterdir() if (p / "config.yaml").exists()]
     log = (cell / "log.txt").read_text()
     assert store.cell_state(cell) == store.DONE

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -80,7 +81,10 @@ def test_two_runs_on_one_folder_train_each_cell_once(tmp_path):
         assert store.cell_state(c) == store.DONE, (out1[-2000:], out2[-2000:])
         log = (c / "log.txt").read_text()
         assert log.count("starting") == 1 and log.count(" done in ") == 1, c.name  # trained exactly once
-    assert "not run here" in out1 + out2  # the runs met: one left a cell to the other
+    # the runs met: one left a cell to the other, found held at claim time ("not run here") or already at
+    # planning time (the second run plans fewer cells than the first left undone)
+    planned = re.search(r"4 cells, (\d) already done, (\d) to run", out2)
+    assert "not run here" in out1 + out2 or (planned and sum(map(int, planned.groups())) < 4), (out1[-2000:], out2[-2000:])
     assert {first.returncode, second.returncode} <= {0, 1} and 0 in (first.returncode, second.returncode)
     again = subprocess.run(cmd, cwd=REPO, env=_env(tmp_path), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "4 already done, 0 to run" in again.stderr

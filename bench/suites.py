@@ -164,12 +164,29 @@ def _check_task_names(tasks: list, where: str) -> None:
                              f"{'data' if 'data' in entry else 'dataset'} from it")
 
 
-def load_suite(name: str) -> Suite:
-    """Read and check a suite file (structure, keys, data formats, task names); the datasets themselves are
-    built by the preflight and the cell."""
+def load_suite(name: str, check_tasks: bool = True) -> Suite:
+    """Read and check a suite file (structure, keys, data formats and, with ``check_tasks``, task names); the
+    datasets themselves are built by the preflight and the cell. Read once per file version (memoised by path,
+    size and modification time)."""
+    path = suite_path(name)
+    st = path.stat()
+    memo_key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    suite = _MEMO.get(memo_key)
+    if suite is None:
+        suite = _read_suite(path)
+        _MEMO[memo_key] = suite
+    if check_tasks:
+        for d in suite.datasets:
+            _check_task_names(d.tasks, d.where)
+    return suite
+
+
+_MEMO: dict[tuple, Suite] = {}
+
+
+def _read_suite(path: Path) -> Suite:
     from .data import FORMATS
 
-    path = suite_path(name)
     try:
         raw = load_yaml(path.read_text())
     except yaml.YAMLError as e:
@@ -210,7 +227,8 @@ def load_suite(name: str) -> Suite:
         tasks = d.get("tasks")
         if not isinstance(tasks, list) or not tasks:
             raise SuiteError(f"{where}: tasks must be a non-empty list of task entries")
-        _check_task_names(tasks, where)
+        for j, entry in enumerate(tasks):
+            _task_name(entry, f"{where}: tasks[{j}]")
         out.append(SuiteDataset(dname, dict(data), list(tasks), where))
     sname = raw.get("name") or path.stem
     return Suite(str(sname), path, str(raw.get("description") or ""), tuple(out))
@@ -328,4 +346,4 @@ def eval_plan(cfg: Any) -> list[EvalDataset]:
 
 def suite_identity(name: str) -> dict:
     """The suite's content, for the cell id (a changed suite file is a new cell)."""
-    return json.loads(json.dumps(load_suite(name).content(), default=str))
+    return json.loads(json.dumps(load_suite(name, check_tasks=False).content(), default=str))

@@ -236,6 +236,7 @@ def test_overlap_by_id_patient_or_pixels_is_refused_naming_both():
         assert what in str(e.value)
 
 
+@pytest.mark.slow
 def test_a_suite_dataset_equal_to_the_pretraining_corpus_stops_the_run(tmp_path, capsys):
     from bench.run import main
 
@@ -296,3 +297,25 @@ def test_unknown_suite_name_exits_2(tmp_path, capsys):
     assert main(["grid=smoke", f"results_dir={tmp_path}", "eval.suite=fundus_synth_downstrem", "dry_run=true"]) == 2
     err = capsys.readouterr().err
     assert "eval.suite='fundus_synth_downstrem' is unknown" in err and "fundus_synth_downstream" in err
+
+
+@pytest.mark.slow
+def test_packaged_suite_and_paper_fundus_pass_the_preflight_on_smaller_draws(tmp_path, monkeypatch):
+    """The packaged suite's datasets and tasks (and paper_fundus's fine-tune entries on them), checked by the
+    preflight on smaller draws of the same variants (the full ones hold 7500 images each)."""
+    from bench.grid import expand, load
+    from bench.preflight import check
+
+    monkeypatch.setenv("CONTRASTIVE_BENCH_CACHE", str(tmp_path / "cache"))
+    suite = load_suite("fundus_synth_downstream")
+    small = write_suite(tmp_path / "fundus_synth_downstream.yaml", [
+        {"name": d.name, "data": {**d.data, "size": 40, "test_size": 24}, "tasks": d.tasks} for d in suite.datasets])
+    raw, _ = load("paper_fundus")
+    raw["fixed"]["eval"] = {"suite": str(small)}
+    raw["fixed"]["data"].update(size=48, test_size=24)
+    raw["fixed"]["train"]["batch_size"] = 16
+    raw["axes"]["run"] = raw["axes"]["run"][:1]
+    cells = expand(raw, where="paper_fundus (small)")
+    check(cells)  # raises PreflightError with every problem
+    plan = eval_plan(cells[0].config)
+    assert sum(len(e.runs) for e in plan) == 8  # LP + FT on each of the four datasets

@@ -276,15 +276,17 @@ def _resolution_default(data: dict, cfg_data: dict) -> dict:
     return data
 
 
-def eval_plan(cfg: Any) -> list[EvalDataset]:
+def eval_plan(cfg: Any, check_tasks: bool = True) -> list[EvalDataset]:
     """The datasets a cell evaluates on and the task runs on each, in order: the pretraining dataset (entries
     of ``tasks`` without data), then the datasets of ``tasks`` entries with ``data``, then the suite's
     (``eval.suite``, filtered by ``eval.suite_datasets``). Entries naming a suite dataset (``dataset: NAME``
-    without ``data``) join that dataset. Raises :class:`SuiteError` / :class:`ConfigError`."""
+    without ``data``) join that dataset. Raises :class:`SuiteError` / :class:`ConfigError`.
+    ``check_tasks=False`` skips checking the suite's task names against the registry (no torch import: the
+    report can call it on a stored ``config.yaml`` to get every metric prefix of a cell)."""
     c = _plain(cfg)
     cfg_data = c.get("data") or {}
     ev = c.get("eval") or {}
-    suite = load_suite(ev["suite"]) if ev.get("suite") else None
+    suite = load_suite(ev["suite"], check_tasks=check_tasks) if ev.get("suite") else None
     suite_ds = {d.name: d for d in suite.datasets} if suite else {}
     keep = ev.get("suite_datasets")
     if keep is not None:

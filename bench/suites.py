@@ -54,6 +54,7 @@ __all__ = [
     "load_suite",
     "packaged_suites",
     "suite_path",
+    "task_keys",
 ]
 
 SUITES_DIR = Path(__file__).parent / "suites"
@@ -349,3 +350,19 @@ def eval_plan(cfg: Any, check_tasks: bool = True) -> list[EvalDataset]:
 def suite_identity(name: str) -> dict:
     """The suite's content, for the cell id (a changed suite file is a new cell)."""
     return json.loads(json.dumps(load_suite(name, check_tasks=False).content(), default=str))
+
+
+def task_keys(cfg: Any) -> list[dict]:
+    """Every metric prefix a cell writes, for readers of stored configs (the report; torch-free): one dict per
+    task run with ``key`` (``[<dataset>/]<task key>``: the metric columns are ``<key>/<metric>``), ``dataset``
+    (None: the pretraining dataset), ``name`` (the task), ``base`` (``<task>/<target>``) and
+    ``label_fraction`` (None when the entry does not set one)."""
+    out = []
+    for entry in eval_plan(cfg, check_tasks=False):
+        for run in entry.runs:
+            target = run.options.get("target")
+            lf = run.options.get("label_fraction")
+            out.append({"key": entry.prefix + run.key, "dataset": entry.name, "name": run.name,
+                        "base": f"{run.name}/{target}" if target else run.name,
+                        "label_fraction": None if lf is None else float(lf)})
+    return out

@@ -319,3 +319,21 @@ def test_packaged_suite_and_paper_fundus_pass_the_preflight_on_smaller_draws(tmp
     check(cells)  # raises PreflightError with every problem
     plan = eval_plan(cells[0].config)
     assert sum(len(e.runs) for e in plan) == 8  # LP + FT on each of the four datasets
+
+
+def test_task_keys_lists_every_metric_prefix_without_torch(tmp_path):
+    import subprocess
+    import sys
+
+    suite = two_format_suite(tmp_path)
+    cfg = {**TINY, "eval": {"suite": str(suite)}}
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    code = ("import json, sys; from bench.suites import task_keys; "
+            f"k = task_keys(json.load(open({str(tmp_path / 'cfg.json')!r}))); "
+            "print(json.dumps([d['key'] for d in k])); print('torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       cwd=Path(__file__).resolve().parents[2])
+    keys, torch_loaded = r.stdout.strip().splitlines()
+    assert json.loads(keys) == ["linear_probe/disease_multilabel", "dr/linear_probe/dr_grade/lf0.5",
+                                "dr/linear_probe/dr_grade/lf1.0", "dr/linear_probe/dme", "clinic/linear_probe/bright"]
+    assert torch_loaded == "False"

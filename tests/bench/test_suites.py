@@ -337,3 +337,18 @@ def test_task_keys_lists_every_metric_prefix_without_torch(tmp_path):
     assert json.loads(keys) == ["linear_probe/disease_multilabel", "dr/linear_probe/dr_grade/lf0.5",
                                 "dr/linear_probe/dr_grade/lf1.0", "dr/linear_probe/dme", "clinic/linear_probe/bright"]
     assert torch_loaded == "False"
+
+
+def test_finetune_presets():
+    import tasks
+    from bench.errors import ConfigError as _CE
+
+    paper = tasks.build("finetune", target="t", preset="paper").options
+    assert (paper.epochs, paper.batch_size, paper.weight_decay, paper.warmup_epochs, paper.clip_grad) == (50, 32, 1e-3, 1.0, 10.0)
+    assert paper.lr == pytest.approx(1e-3 * 32 / 256)
+    assert tasks.build("finetune", target="t", preset="paper", batch_size=64).options.lr == pytest.approx(2.5e-4)
+    assert tasks.build("finetune", target="t", preset="paper", epochs=5, lr=1e-2).options.epochs == 5
+    cpu = tasks.build("finetune", target="t").options
+    assert (cpu.preset, cpu.epochs, cpu.lr, cpu.warmup_epochs) == ("cpu", 3, 1e-4, 0.0)
+    with pytest.raises(_CE, match="preset='papr' is not allowed.*did you mean paper.*allowed: cpu, paper"):
+        tasks.build("finetune", target="t", preset="papr")

@@ -1,5 +1,9 @@
 """One cell: data -> model -> objective -> pretrain (resumable) -> downstream tasks -> metrics.
 
+The model starts from ``model.init`` when given (:mod:`bench.models.init`); ``eval_only=true`` skips the
+pretraining. The tasks run on the datasets of the cell's evaluation plan (``tasks`` entries, ``eval.suite``;
+:mod:`bench.evaluate`).
+
 ``run_cell(cfg, cell_dir)`` does the work; ``execute(cfg, cell_dir)`` wraps it the way every launcher
 calls it: claims the cell (``bench.claim``; a cell done or held elsewhere is not run), writes
 ``metrics.json`` and then ``done`` on success, or ``error.json`` (type, message, traceback; ``corrupt``:
@@ -25,7 +29,6 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -34,7 +37,8 @@ from . import store
 from .config import to_container
 from .data import SPLITS, build_dataset
 from .interrupts import interruption, noting_interruptions
-from .models import build_model
+from .evaluate import Datasets, evaluate
+from .models.init import initial_model
 from .resume import CheckpointError
 from .train import dist_info, pretrain, resolve_device, seed_everything
 
@@ -63,24 +67,6 @@ def build_objective(cfg: DictConfig):
     options = to_container(cfg.objective)
     name = options.pop("name")
     return objectives.build(name, **options)
-
-
-def run_tasks(model, splits: dict, task_entries: list, cache, prefix: str = "", predictions_dir: Path | None = None) -> dict[str, Any]:
-    import tasks
-
-    metrics: dict[str, Any] = {}
-    for entry in task_entries:
-        key, name, options = parse_task(entry)
-        task = tasks.build(name, **options)
-        t0 = time.perf_counter()
-        result = task.run(model, splits, cache=cache)
-        metrics.update({f"{prefix}{key}/{k}": v for k, v in result.items()})
-        if predictions_dir is not None and getattr(task, "last_predictions", None) is not None:
-            # the contract bench.report's paired bootstrap reads: predictions/<task key, / -> __>.npz
-            path = Path(predictions_dir) / (prefix.replace("/", "__") + key.replace("/", "__") + ".npz")
-            store.atomic_write(path, lambda f: np.savez(f, **task.last_predictions), mode="wb")
-        metrics[f"{prefix}{key}/time_s"] = time.perf_counter() - t0
-    return metrics
 
 
 def environment() -> dict[str, Any]:
@@ -183,19 +169,19 @@ def run_cell(cfg: DictConfig, cell_dir: Path) -> dict[str, Any]:
     memory_source = reset_peak_memory(device)  # this cell's peak, whatever ran in this process before
     memory_start = resident_memory_mb(device)
 
+    eval_only = cfg.get("eval_only", False) is True
     data = build_dataset(cfg.data)
     splits = {s: data.split(s) for s in SPLITS}
-    if len(splits["train"]) == 0:
+    if len(splits["train"]) == 0 and not eval_only:
         raise ValueError(f"{data.name}: no training samples (no sample has split='train')")
     objective = build_objective(cfg)
     seed_everything(seed)  # the model's init does not depend on what the data builder drew
-    model = build_model(cfg, objective).to(device)
+    model = initial_model(cfg, objective).to(device)
 
-    cache = None
-    if cfg.eval.feature_cache:
-        from tasks.features import FeatureCache
+    from tasks.features import FeatureCache, SharedFeatures
 
-        cache = FeatureCache(cell_dir / "features")
+    disk = FeatureCache(cell_dir / "features") if cfg.eval.feature_cache else None
+    datasets = Datasets(data, splits, to_container(cfg.data))
 
     rank, world = dist_info()
     metrics: dict[str, Any] = {f"data/{k}": v for k, v in data.stats.items()}
@@ -203,28 +189,33 @@ def run_cell(cfg: DictConfig, cell_dir: Path) -> dict[str, Any]:
     saved_init = store.read_dict(init_file) if init_file.exists() else None
     if init_file.exists() and saved_init is None and rank == 0:
         log.warning("%s cannot be read; it is recomputed if the cell starts from its beginning", init_file)
-    if cfg.eval.at_init and rank == 0:
+    if cfg.eval.at_init and rank == 0 and not eval_only:
         if saved_init is not None:
             metrics.update(saved_init)
         elif (cell_dir / "checkpoints" / "last.pt").exists():
             log.warning("eval.at_init: the cell resumed from a checkpoint without init metrics; skipping them")
         else:
-            init = run_tasks(model, splits, list(cfg.tasks), cache, prefix="init/")
+            init = evaluate(model, cfg, datasets, SharedFeatures(disk), prefix="init/")
             store.write_json(init_file, init)
             metrics.update(init)
     if world > 1:
         torch.distributed.barrier()  # the other ranks wait for rank 0's evaluation at init
 
-    on_bad = "restart" if cfg.get("rerun_corrupt", False) is True else "fail"
-    metrics.update(pretrain(model, objective, splits["train"], cfg.train, cell_dir, seed, device, on_bad_checkpoint=on_bad))
+    if eval_only:
+        log.info("eval_only: no pretraining; evaluating %s", cfg.model.get("init") or "the random init")
+    else:
+        on_bad = "restart" if cfg.get("rerun_corrupt", False) is True else "fail"
+        metrics.update(pretrain(model, objective, splits["train"], cfg.train, cell_dir, seed, device,
+                                on_bad_checkpoint=on_bad))
     model.eval()
     if rank != 0:
         return metrics  # rank 0 saves, evaluates and writes
     from .models import save_encoder
 
-    # the trained encoder alone (config inside, loads with weights_only=True): bench.models.load_encoder
-    save_encoder(model, cell_dir / "checkpoints" / "encoder.pt", cell=cell_dir.name, label=str(cfg.label))
-    metrics.update(run_tasks(model, splits, list(cfg.tasks), cache, predictions_dir=cell_dir / "predictions"))
+    if not eval_only:
+        # the trained encoder alone (config inside, loads with weights_only=True): bench.models.load_encoder
+        save_encoder(model, cell_dir / "checkpoints" / "encoder.pt", cell=cell_dir.name, label=str(cfg.label))
+    metrics.update(evaluate(model, cfg, datasets, SharedFeatures(disk), predictions_dir=cell_dir / "predictions"))
     metrics.update(
         {
             "wall_time_s": time.perf_counter() - t0,

@@ -33,6 +33,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from .schema import omitted_at_default
+
 from .config import (
     DEFAULTS,
     NON_IDENTITY_KEYS,
@@ -70,6 +72,20 @@ def identity(cfg: DictConfig | dict) -> dict:
             node = node.get(p) if isinstance(node, dict) else None
         if isinstance(node, dict):
             node.pop(last, None)
+    for key, default in omitted_at_default().items():  # keys added later: absent at their default
+        *parents, last = key.split(".")
+        node = out
+        for p in parents:
+            node = node.get(p) if isinstance(node, dict) else None
+        if isinstance(node, dict) and last in node and node[last] == default:
+            node.pop(last)
+    if out.get("eval_only") is True:  # nothing trains: the training options do not change what it computes
+        out.pop("train", None)
+    suite = (out.get("eval") or {}).get("suite")
+    if suite:  # the suite's content, not only its name: an edited suite file makes new cells
+        from .suites import suite_identity
+
+        out["eval"]["suite"] = suite_identity(suite)
     return out
 
 

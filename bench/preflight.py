@@ -9,8 +9,12 @@ Per distinct config part, once:
 - **objective**: built with its options; the levels it uses must be levels of the data;
 - **model**: built on the meta device without loading weights (cheap at any size; weight paths are still
   checked to exist), so a bad tower name, option or path is found now;
-- **tasks**: built with their options, then checked against the built data: the target is declared, the
-  splits the task reads exist and are not empty, the level exists;
+- **tasks**: every run of the cell's evaluation plan (:func:`bench.suites.eval_plan`: ``tasks`` entries, label
+  fraction lists, ``eval.suite``) built with its options, then checked against the dataset it runs on: the
+  target is declared, the splits the task reads exist and are not empty, the level exists; a suite's (or a
+  task entry's) dataset is built once per distinct data config, and refused when it shares an image, a
+  sample id or a patient with the pretraining corpus;
+- **model.init**: the path exists (a cell folder must hold ``checkpoints/encoder.pt``);
 - **device**: ``train.device`` is available, when the cells run on this machine (inline and local launchers).
 
 Everything found is raised together as one :class:`PreflightError` (a :class:`~bench.errors.ConfigError`).
@@ -24,7 +28,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from .cell import build_objective, parse_task
+from .cell import build_objective
 from .config import to_container
 from .errors import ConfigError
 from .grid import Cell
@@ -53,6 +57,7 @@ class _Checker:
         self.problems: list[str] = []
         self.seen: set[tuple] = set()
         self.data: dict[str, Any] = {}
+        self.hashes: dict[int, Any] = {}
 
     def once(self, *key: Any) -> bool:
         if key in self.seen:
@@ -79,6 +84,8 @@ class _Checker:
 
     def training(self, cell: Cell, built) -> None:
         cfg = cell.config
+        if cfg.get("eval_only", False) is True:
+            return  # nothing trains
         _, splits = built
         n, bs = len(splits["train"]), int(cfg.train.batch_size)
         world = _world_size(cfg)
@@ -121,25 +128,69 @@ class _Checker:
         from .models.common import rebuilding
 
         try:
-            with rebuilding({}), torch.device("meta"):
-                build_model(cfg, objective)
+            from .models.init import resolve_init
+
+            if resolve_init(cfg.model.get("init")) is None:  # model.init: the file is read by the cell
+                with rebuilding({}), torch.device("meta"):
+                    build_model(cfg, objective)
         except Exception as e:  # noqa: BLE001
             self.fail("model", cell, e)
 
     def tasks(self, cell: Cell, built) -> None:
-        import tasks
+        """Every task run of the cell's evaluation plan, checked against the dataset it runs on; the datasets
+        of a suite or of a task entry are built once per distinct data config and checked for overlap with
+        the pretraining corpus."""
+        from .suites import eval_plan
 
-        for i, entry in enumerate(cell.config.tasks):
-            raw = to_container(entry) if not isinstance(entry, str) else entry
-            if not self.once("task", _key(raw), _key(cell.config.data)):
-                continue
+        cfg = cell.config
+        try:
+            plan = eval_plan(cfg)
+        except Exception as e:  # noqa: BLE001
+            if self.once("plan", _key(cfg.tasks), _key(cfg.eval)):
+                self.fail("eval", cell, e)
+            return
+        for entry in plan:
+            splits = built[1] if entry.data is None and built is not None else None
+            dkey = _key(cfg.data) if entry.data is None else _key(entry.data)
+            if entry.data is not None:
+                other = self.other_dataset(cell, entry)
+                if other is None:
+                    continue
+                splits = other[1]
+                if built is not None and self.once("overlap", _key(cfg.data), dkey):
+                    self.overlap(cell, entry, built[0], other[0])
+            for run in entry.runs:
+                if not self.once("task", _key(run.entry), run.key, dkey):
+                    continue
+                try:
+                    task = tasks_build(run.name, run.options)
+                    if splits is not None:
+                        task.check(splits)
+                except Exception as e:  # noqa: BLE001
+                    where = "tasks" if entry.data is None else entry.where
+                    self.problems.append(f"{where}: task {run.entry!r} ({cell.label}, cell {cell.id}): {_describe(e)}")
+
+    def other_dataset(self, cell: Cell, entry):
+        from .data import SPLITS, build_dataset
+
+        k = _key(entry.data)
+        if k not in self.data:
             try:
-                _, name, options = parse_task(raw)
-                task = tasks.build(name, **options)
-                if built is not None:
-                    task.check(built[1])
+                data = build_dataset(entry.data)
+                self.data[k] = (data, {s: data.split(s) for s in SPLITS})
             except Exception as e:  # noqa: BLE001
-                self.problems.append(f"tasks[{i}] {raw!r} ({cell.label}, cell {cell.id}): {_describe(e)}")
+                self.data[k] = None
+                self.problems.append(f"{entry.where}: data {entry.data} ({cell.label}, cell {cell.id}): {_describe(e)}")
+        return self.data[k]
+
+    def overlap(self, cell: Cell, entry, pretrain, other) -> None:
+        from .overlap import check_overlap
+
+        try:
+            check_overlap(pretrain, other, pretrain_name=f"the pretraining corpus (data: {_key(cell.config.data)})",
+                          other_name=f"dataset {entry.name!r} ({entry.where})", hashes=self.hashes)
+        except Exception as e:  # noqa: BLE001
+            self.problems.append(f"{entry.where} ({cell.label}, cell {cell.id}): {_describe(e)}")
 
     def device(self, cell: Cell) -> None:
         cfg = cell.config
@@ -157,6 +208,12 @@ class _Checker:
         except Exception as e:  # noqa: BLE001
             self.problems.append(f"train.device={cfg.train.device!r}: {_describe(e)}; allowed: auto, cpu, cuda, cuda:N "
                                  "(a GPU this machine has)")
+
+
+def tasks_build(name: str, options: dict):
+    import tasks
+
+    return tasks.build(name, **options)
 
 
 def _world_size(cfg) -> int:

@@ -6,6 +6,8 @@ generated from it. A field's ``metadata`` holds
 
 - ``help``: one line for ``--help`` and the docs;
 - ``identity: False`` for keys that do not change what a cell computes (left out of the cell id);
+- ``omit_default: True`` for keys added after cells were stored: left out of the cell id at their default,
+  so the ids of existing cells do not change;
 - the checks of :mod:`bench.options`: ``min``, ``max``, ``min_open``, ``max_open``, ``choices``, ``check``.
 
 Five sections are *open*: their keys depend on a selector (``data.format``, ``image.name``, ``text.name``,
@@ -81,6 +83,9 @@ class ModelConfig:
         "autocast of the forward: auto (bf16 on CUDA when supported, fp32 elsewhere), bf16, fp16, fp32",
         choices=["auto", "bf16", "fp16", "fp32"]))
     compile: bool = field(default=False, metadata=_help("torch.compile both towers (state-dict keys unchanged)"))
+    init: Optional[str] = field(default=None, metadata=_help(
+        "start from these weights: a cell folder or its encoder.pt, a released MGLL checkpoint, or open_clip / timm "
+        "image weights (a local file); null: random init (see docs/suites.md)", omit_default=True))
 
 
 @dataclass
@@ -117,6 +122,11 @@ class EvalConfig:
         "also evaluate the untrained model (metrics prefixed init/): the random-encoder baseline"))
     batch_size: int = field(default=256, metadata=_help("batch size of feature extraction", min=1))
     feature_cache: bool = field(default=True, metadata=_help("cache frozen image features per cell", identity=False))
+    suite: Optional[str] = field(default=None, metadata=_help(
+        "a downstream suite: a packaged suite name (bench/suites/) or a suite YAML file; its datasets are evaluated "
+        "next to the tasks (keys <dataset>/<task>/<target>/<metric>)", omit_default=True))
+    suite_datasets: Optional[list[str]] = field(default=None, metadata=_help(
+        "evaluate only these datasets of eval.suite (null: all)", min_len=1, omit_default=True))
 
 
 @dataclass
@@ -199,6 +209,8 @@ class RunConfig:
     rerun_corrupt: bool = field(default=False, metadata=_help(
         "repair corrupt cells: keep valid files, set damaged ones aside as <file>.corrupt and recompute them; a "
         "checkpoint that cannot be loaded safely restarts the cell from scratch", identity=False))
+    eval_only: bool = field(default=False, metadata=_help(
+        "no pretraining: evaluate model.init (or the random init) on the tasks and eval.suite", omit_default=True))
     preflight: bool = field(default=True, metadata=_help(
         "build every distinct data / model / objective / task config once before running; stop with exit "
         "status 2 and every problem", identity=False))
@@ -247,6 +259,21 @@ def non_identity_keys() -> tuple[str, ...]:
         if cls is not None:
             out += [f"{f.name}.{g.name}" for g in fields(cls) if g.metadata.get("identity", True) is False]
     return tuple(out)
+
+
+def omitted_at_default() -> dict[str, Any]:
+    """Dotted key -> default, for the keys left out of the cell id when at their default (``omit_default``)."""
+    out: dict[str, Any] = {}
+    sections = section_classes()
+    for f in fields(RunConfig):
+        if f.metadata.get("omit_default"):
+            out[f.name] = f.default
+        cls = sections.get(f.name)
+        if cls is not None:
+            for g in fields(cls):
+                if g.metadata.get("omit_default"):
+                    out[f"{f.name}.{g.name}"] = g.default
+    return out
 
 
 def _fmt_default(v: Any) -> str:

@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 from .base import Metrics, Task
 from .encode import autocast, batches, image_batches, load_batch, model_device, preprocess_images
 from .metrics import classification_metrics
+from .finetune_presets import PRESETS, preset_options
 from .options import check_bool, check_choice, check_float, check_int, check_str
 from .registry import register
 from .sampling import label_fraction_indices
@@ -77,6 +78,9 @@ class Finetune(Task):
     class Options:
         target: str
         """Downstream task name in the datasets' ``task_specs``."""
+        preset: str = "cpu"
+        """cpu (a CPU-sized schedule) or paper (the MGLL protocol); other options given override it
+        (:mod:`tasks.finetune_presets`)."""
         epochs: int = 3
         """Training epochs."""
         lr: float = 1e-4
@@ -101,9 +105,13 @@ class Finetune(Task):
         n_boot: int = 1000
         """Bootstrap resamples (with ``ci``)."""
 
+    def __init__(self, **options: Any):
+        super().__init__(**preset_options(options))
+
     def validate(self) -> None:
         o, t = self.options, self.name
         o.target = check_str(t, "target", o.target)
+        o.preset = check_choice(t, "preset", o.preset, sorted(PRESETS))
         o.epochs = check_int(t, "epochs", o.epochs, minimum=1)
         o.lr = check_float(t, "lr", o.lr, low=0.0, low_open=True)
         o.batch_size = check_int(t, "batch_size", o.batch_size, minimum=1)
@@ -166,6 +174,7 @@ class Finetune(Task):
             val_acc_per_epoch=",".join(f"{a:.6g}" for a in history),
             train_loss=float(last_loss),
             epochs=int(o.epochs),
+            preset=o.preset,
             lr=float(o.lr),
             label_fraction=float(o.label_fraction),
             seed=int(o.seed),

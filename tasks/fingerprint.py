@@ -107,14 +107,15 @@ def dataset_fingerprint(dataset: Any) -> str:
     return h.hexdigest()
 
 
-def feature_key_parts(model: Any, dataset: Any, split: str, *, model_hash: str | None = None) -> dict[str, Any]:
+def feature_key_parts(model: Any, dataset: Any, split: str, *, model_hash: str | None = None,
+                      dataset_hash: str | None = None) -> dict[str, Any]:
     """Every component of the feature-cache key, as a JSON-serialisable dict (stored next to the features)."""
     return {
         "version": FEATURE_VERSION,
         "model_state": model_hash or model_fingerprint(model),
         "model_config": model_config(model),
         "preprocess": preprocess_config(model),
-        "dataset": dataset_fingerprint(dataset),
+        "dataset": dataset_hash or dataset_fingerprint(dataset),
         "split": split,
     }
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from .base import Metrics, Task
 from .encode import model_device
-from .features import FeatureCache, image_features, model_fingerprint
+from .features import FeatureCache, image_features, model_hash_for
 from .logreg import SOLVERS, choose_solver, fit_path
 from .metrics import CI_METRICS, classification_metrics
 from .options import check_bool, check_choice, check_float, check_float_tuple, check_int, check_str
@@ -102,7 +102,7 @@ class LinearProbe(Task):
         y = {s: ds.task_targets(o.target) for s, ds in data.items()}
 
         sub = label_fraction_indices(y["train"], kind, o.label_fraction, o.seed)
-        model_hash = model_fingerprint(model) if cache is not None else None
+        model_hash = model_hash_for(cache, model) if cache is not None else None
         feats, cached = {}, []
         for split, ds in data.items():
             if split == "train" and cache is None and len(sub) < len(ds):

@@ -39,7 +39,7 @@ import torch
 
 from .base import Metrics, Task
 from .encode import encode_texts, logit_scale, model_device
-from .features import FeatureCache, image_features, model_fingerprint
+from .features import FeatureCache, image_features, model_hash_for
 from .metrics import classification_metrics
 from .options import check_bool, check_choice, check_int, check_str, check_str_tuple, check_templates
 from .registry import TaskConfigError, register
@@ -119,7 +119,7 @@ class ZeroShot(Task):
 
         device = model_device(model)
         classes = self._class_embeddings(model, names, train, spec, device)
-        model_hash = model_fingerprint(model) if cache is not None else None
+        model_hash = model_hash_for(cache, model) if cache is not None else None
 
         def embed(ds: Any, split: str) -> tuple[torch.Tensor, bool]:
             res = image_features(model, ds, o.batch_size, cache, split=split, model_hash=model_hash)

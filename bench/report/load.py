@@ -248,12 +248,7 @@ def load_results(root: Path | str) -> Results:
             row[f"term.{t}"] = None if terms is None else terms[t]
         flat = pd.json_normalize(cfg, sep=".").iloc[0].to_dict() if cfg else {}
         row.update({CFG + k: _cell_value(v) for k, v in flat.items()})
-        for entry in cfg.get("tasks") or []:
-            try:
-                t = parse_task(entry)
-            except (TypeError, ValueError, KeyError):
-                log.warning("%s: cannot read tasks entry %r", cfg_path, entry)
-                continue
+        for t in _task_entries(cfg, cfg_path):
             tasks.setdefault(t.key, t)
             if t.label_fraction is not None:
                 row[LABEL_FRACTION + t.key] = t.label_fraction
@@ -277,6 +272,26 @@ def load_results(root: Path | str) -> Results:
     frame = pd.DataFrame(rows)
     _add_metric_task_keys(tasks, metric_keys)
     return Results(root=root, frame=frame, tasks=tasks, metric_keys=metric_keys)
+
+
+def _task_entries(cfg: dict, cfg_path: Path) -> list[TaskEntry]:
+    """The task runs of a stored config, named as the cell names its metrics (``bench.suites.task_keys``: suite
+    datasets, entries on their own dataset, label-fraction lists); entry by entry with :func:`parse_task` when
+    the config cannot be planned (e.g. a suite file that has moved since)."""
+    from ..suites import task_keys  # torch-free
+
+    try:
+        return [TaskEntry(k["key"], k["name"], k["base"], k["label_fraction"] if k["label_fraction"] is not None
+                          else (1.0 if k["name"] == "linear_probe" else None)) for k in task_keys(cfg)]
+    except (ConfigError, TypeError, ValueError, KeyError, OSError) as e:
+        log.warning("%s: cannot plan the cell's tasks (%s); reading its tasks entries one by one", cfg_path, e)
+    out = []
+    for entry in cfg.get("tasks") or []:
+        try:
+            out.append(parse_task(entry))
+        except (TypeError, ValueError, KeyError):
+            log.warning("%s: cannot read tasks entry %r", cfg_path, entry)
+    return out
 
 
 def _add_metric_task_keys(tasks: dict[str, TaskEntry], metric_keys: dict[str, frozenset]) -> None:

@@ -5,8 +5,11 @@ the order of the batch sampler (:mod:`bench.data.sampler`). Normalisation is the
 (``TwoTower.preprocess``, on the device: a uint8 batch is a quarter of the bytes to copy).
 
 - ``data.workers`` (:func:`configure`, set by ``build_dataset``): worker processes; ``None`` = a share of the
-  CPUs this process may use (:func:`default_workers`), 0 = decode in the main process. Workers are persistent
-  (one iterator spans the whole run), prefetch ``PREFETCH`` batches each, and use one torch thread each.
+  CPUs this process may use (:func:`default_workers`), 0 = decode in the main process. One iterator spans the
+  whole run (the sampler covers every step), so workers live exactly as long as one pass over a
+  :class:`Batches`: they stop when it ends, is closed or is dropped, never later (workers ignore SIGTERM, so
+  a worker left to the interpreter's exit would block it: ``multiprocessing`` joins its children after
+  terminating them with SIGTERM). They prefetch ``PREFETCH`` batches each, and use one torch thread each.
 - Workers ignore the job-control signals (preemption, termination, interrupt): the main process acts on
   them and the workers end with it.
 - On CUDA the batches are pinned and copied with ``non_blocking=True``; elsewhere nothing is pinned.
@@ -93,6 +96,33 @@ WORKER_IGNORED_SIGNALS = tuple(getattr(signal, n) for n in ("SIGUSR1", "SIGUSR2"
                                if hasattr(signal, n))
 
 
+_EXIT_GUARD: list[bool] = []
+
+
+def _kill_daemonic_children() -> None:
+    """At interpreter exit, before ``multiprocessing``'s own exit hook: kill the daemonic children (loader
+    workers of a pass still referenced at exit), which that hook would try to stop with SIGTERM, ignored by
+    our workers, and then wait for forever."""
+    import multiprocessing
+
+    children = [p for p in multiprocessing.active_children() if p.daemon]
+    for p in children:
+        p.kill()
+    for p in children:
+        try:
+            p.join(5)
+        except RuntimeError:  # torch's SIGCHLD handler reports the killed worker: expected here
+            pass
+
+
+def _install_exit_guard() -> None:
+    if not _EXIT_GUARD:  # registered after multiprocessing's exit hook, so it runs before it
+        import atexit
+
+        atexit.register(_kill_daemonic_children)
+        _EXIT_GUARD.append(True)
+
+
 def _worker_init(_worker_id: int) -> None:
     for sig in WORKER_IGNORED_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
@@ -121,9 +151,11 @@ class Batches:
         self.wait_s = 0.0
         device = torch.device(device)
         w = self.workers
+        if w > 0:
+            _install_exit_guard()
         self.loader = torch.utils.data.DataLoader(
             ImageDataset(self.source, size, preset, seed), batch_sampler=sampler, num_workers=w,
-            collate_fn=_collate, pin_memory=device.type == "cuda", persistent_workers=w > 0,
+            collate_fn=_collate, pin_memory=device.type == "cuda", persistent_workers=False,
             worker_init_fn=_worker_init if w > 0 else None,
             prefetch_factor=PREFETCH if w > 0 else None)
 
@@ -132,16 +164,19 @@ class Batches:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         it = iter(self.loader)
-        while True:
-            t0 = time.perf_counter()
-            try:
-                idx, images, bad = next(it)
-            except StopIteration:
-                return
-            self.wait_s += time.perf_counter() - t0
-            if bad:
-                self._bad(bad)
-            yield idx, images
+        try:
+            while True:
+                t0 = time.perf_counter()
+                try:
+                    idx, images, bad = next(it)
+                except StopIteration:
+                    return
+                self.wait_s += time.perf_counter() - t0
+                if bad:
+                    self._bad(bad)
+                yield idx, images
+        finally:
+            del it  # the workers stop here (end, error, close or garbage collection of this pass)
 
     def _bad(self, bad: list[tuple[int, str]]) -> None:
         problems = [Problem(self.source.where(i), "image", f"sample {self.source.sample_id(i)!r} (index {i}): {msg}",

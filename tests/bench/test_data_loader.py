@@ -4,6 +4,10 @@ files found while loading (error naming file and sample, or skipped and counted)
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -158,3 +162,23 @@ def test_workers_ignore_job_control_signals():
     (flags,) = list(dl)
     assert all(flags[:-1]) and flags[-1] != os.getpid() and signal.SIGUSR2 in L.WORKER_IGNORED_SIGNALS
     assert signal.getsignal(signal.SIGINT) != signal.SIG_IGN  # the main process keeps its own handlers
+
+
+@pytest.mark.parametrize("consume", ["all", "half"])
+def test_process_with_a_loader_alive_at_exit_exits(tmp_path, consume):
+    """Workers ignore SIGTERM, which multiprocessing's exit hook sends them before waiting: a pass still
+    referenced at interpreter exit (finished or not) must not hang the process."""
+    script = tmp_path / "alive.py"
+    script.write_text(
+        "import numpy as np\n"
+        "from bench.data.loader import eval_batches\n"
+        "class D:\n"
+        "    name = 'd'\n"
+        "    def __len__(self): return 64\n"
+        "    def image(self, i): return np.zeros((8, 8, 3), np.uint8)\n"
+        "B = eval_batches(D(), 8, 8, workers=2)\n"
+        + ("G = iter(B)\nnext(G)\n" if consume == "half" else "n = sum(len(i) for i, _ in B)\n")
+        + "print('reached the end', flush=True)\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0 and "reached the end" in out.stdout, out.stderr[-2000:]

@@ -12,7 +12,8 @@ import torch
 
 import objectives
 from bench import train
-from bench.cell import build_objective, peak_memory_mb, reset_peak_memory
+from bench.cell import build_objective
+from bench.memory import peak_memory_mb, reset_peak_memory
 from bench.config import merge
 from bench.data import build_dataset
 from bench.models import build_model

@@ -31,7 +31,6 @@ from typing import Any
 
 from ..options import coerce
 from ..schema import DataShared
-from .loader import configure as configure_loader
 from .missing import drop_texts
 from .problems import DataValidationError, Problem
 from .registry import DataConfigError, get_format
@@ -126,6 +125,8 @@ def build_dataset(cfg: Any) -> MultiGranularDataset:
     levels = shared["levels"]
     on_bad = shared["on_bad_sample"] or "error"
     check_images = shared["check_images"] or "auto"
+    from .loader import configure as configure_loader  # torch: only when a dataset is built
+
     configure_loader(workers=shared["workers"], on_bad_sample=on_bad)
     rate = 0.0 if shared["missing_rate"] is None else shared["missing_rate"]
     missing_seed = _int(shared["missing_seed"], 0)

@@ -222,13 +222,22 @@ def _valid(entry: dict) -> bool:
 
 
 def _samples(given: str, rows: list) -> list[Sample]:
-    """Samples from the cached rows; equal strings, label sets and the origin's file share one object."""
+    """Samples from the cached rows, consumed as they are converted (the parsed dicts become the samples'
+    own, so the rows and the samples are not both alive); equal strings and label sets share one object."""
     strings: dict = {}
     out = []
-    for sid, image, line, texts, labels, targets, pid, split in rows:
-        texts = {strings.setdefault(g, g): None if t is None else strings.setdefault(t, t) for g, t in texts.items()}
-        labels = {strings.setdefault(g, g): strings.setdefault(tuple(v), tuple(v)) for g, v in labels.items()}
-        targets = {t: strings.setdefault(tuple(v), tuple(v)) if isinstance(v, list) else v for t, v in targets.items()}
+    for j, (sid, image, line, texts, labels, targets, pid, split) in enumerate(rows):
+        rows[j] = None
+        for g, t in texts.items():
+            if t is not None:
+                texts[g] = strings.setdefault(t, t)
+        for g, v in labels.items():
+            v = tuple(v)
+            labels[g] = strings.setdefault(v, v)
+        for t, v in targets.items():
+            if isinstance(v, list):
+                v = tuple(v)
+                targets[t] = strings.setdefault(v, v)
         out.append(Sample(sid, image, texts, labels, targets, pid, split, Origin(given, line=line, image_field="image")))
     return out
 

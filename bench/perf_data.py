@@ -144,7 +144,7 @@ def probe(manifest: str, resolution: int, steps: int, workers: int, batch: int, 
     for step, (idx, x) in enumerate(batches):
         if step == 1:
             t_loop, wait0 = time.perf_counter(), batches.wait_s
-        tokens = {"disease": batching["disease"].tokens[batching["disease"].token_ids[idx]]}
+        tokens = {"disease": batching["disease"].batch_tokens(idx)}
         stepper(model.preprocess(x), tokens, {"disease": batching["disease"].labels[idx]}, timed=False)
         if t_first is None:
             t_first = time.time() - launched

@@ -177,7 +177,7 @@ def measure(name: str, steps: int = 3, batch_size: int | None = None, device: st
             flip = torch.rand(len(idx)) < 0.5
             x = torch.where(flip.view(-1, 1, 1, 1), x.flip(2), x)
         pixels = model.preprocess(x)
-        tokens = {g: batching[g].tokens[batching[g].token_ids[idx]].to(dev, non_blocking=True) for g in levels}
+        tokens = {g: batching[g].batch_tokens(idx).to(dev, non_blocking=True) for g in levels}
         labels = {g: batching[g].labels[idx] for g in levels}  # on the host, as bench/train.py hands them over
         return pixels, tokens, labels
 

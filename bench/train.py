@@ -52,6 +52,7 @@ from .data.sampler import data_position
 from .models import TwoTower
 from .resume import resume
 from .store import atomic_write, write_text
+from .token_cache import expand, token_table
 from .train_step import TrainStep, make_optimizer
 
 log = logging.getLogger(__name__)
@@ -82,8 +83,14 @@ class LevelBatching:
     """Per level: a token table of the unique texts, and the labels the objective wants."""
 
     token_ids: torch.Tensor  # [N] index into ``tokens`` (0 for a missing text: its row is ignored)
-    tokens: torch.Tensor  # [U, L]
+    tokens: torch.Tensor  # [U, L'] compact (bench.token_cache.compact: int32, trailing zero positions cut)
     labels: torch.Tensor  # [N] ids (-1 missing) or [N, C] multi-hot (-1 rows missing)
+    length: int = 0  # the tower's token positions L (``tokens`` is padded back to it per batch)
+    dtype: torch.dtype = torch.int64  # the tower's token dtype
+
+    def batch_tokens(self, idx: torch.Tensor) -> torch.Tensor:
+        """The tower's input ``[B, L]`` for the samples ``idx`` (a host op, no device sync)."""
+        return expand(self.tokens, self.token_ids[idx], self.length or self.tokens.shape[-1], self.dtype)
 
 
 def prepare_levels(model: TwoTower, data: MultiGranularDataset, levels: list[str], multi_hot: bool) -> dict[str, LevelBatching]:
@@ -96,7 +103,7 @@ def prepare_levels(model: TwoTower, data: MultiGranularDataset, levels: list[str
             if i >= 0 and i not in unique:
                 unique[i] = t
         table = [unique[k] for k in range(len(unique))] or [""]
-        tokens = model.tokenize(table)
+        tokens, row, dtype = token_table(table, model.tokenize, owner=model.text)
         token_ids = torch.as_tensor(np.where(ids >= 0, ids, 0))
         if multi_hot:
             mh = torch.as_tensor(data.multi_hot(g).astype(np.int64))
@@ -104,7 +111,7 @@ def prepare_levels(model: TwoTower, data: MultiGranularDataset, levels: list[str
             labels = mh
         else:
             labels = torch.as_tensor(ids)
-        out[g] = LevelBatching(token_ids, tokens, labels)
+        out[g] = LevelBatching(token_ids, tokens, labels, row[-1], dtype)
     return out
 
 
@@ -296,7 +303,7 @@ def pretrain(
             for b in range(within, steps_per_epoch):
                 idx, x = next(feed)  # this rank's rows of the global batch, decoded and augmented by the workers
                 pixels = model.preprocess(x.to(device, non_blocking=True))
-                tokens = {g: batching[g].tokens[batching[g].token_ids[idx]].to(device, non_blocking=True)
+                tokens = {g: batching[g].batch_tokens(idx).to(device, non_blocking=True)
                           for g in levels}
                 labels = {g: batching[g].labels[idx] for g in levels}  # on the host: targets are built there
                 log_now = (step + 1) % log_every == 0 or step + 1 == total or b == steps_per_epoch - 1

@@ -30,6 +30,11 @@ is accepted too) or as the first line ``{"meta": {...}}`` (not both)::
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import functools
+import gc
+import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -41,6 +46,7 @@ from .paths import resolve
 from .problems import Problem, ProblemLog
 from .registry import DataConfigError, register_format
 from .sample import SPLITS, MultiGranularDataset, Origin, Sample, TaskSpec
+from .shards import cache_option, check_index_cache, iter_index
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +54,17 @@ FMT = "jsonl"
 RECORD_KEYS = ("id", "image", "texts", "labels", "targets", "patient_id", "split")
 META_KEYS = ("levels", "vocab", "tasks")
 TASK_KINDS = ("multiclass", "multilabel")
+CACHE_VERSION = 1  # of the cached parse (parse_manifest's output)
+PROBLEM_FIELDS = {f.name for f in dataclasses.fields(Problem)}
 
 
 @dataclass
 class Options:
     path: str = field(metadata={"help": "the manifest (.jsonl); image paths are relative to its folder"})
+    index_cache: Any = field(default=None, metadata={
+        "check": check_index_cache,
+        "help": "where the parsed manifest is cached, keyed by its path, size and mtime and the metadata (null: "
+                "the folder of data.format=wds, $CONTRASTIVE_BENCH_CACHE/wds-index; false: no cache)"})
 
 
 
@@ -169,12 +181,100 @@ def parse_record(obj: Any, origin: Origin, levels, tasks, base: Path, problems: 
     )
 
 
+def parse_manifest(meta: dict, header: int | None, given: str, shard: str = "") -> dict:
+    """Parse and check every line of the manifest ``given`` against ``meta`` (``header``: the 0-based index
+    of the ``{"meta": ...}`` line, skipped). The result is what the index cache holds (JSON):
+    ``samples`` (``[id, image path, line, texts, labels, targets, patient_id, split]``), ``problems`` (the
+    fields of each :class:`Problem`) and ``targets`` (whether any line has targets)."""
+    path = Path(given)
+    lines = path.read_text().splitlines()
+    if header is not None:
+        lines[header] = ""
+    problems = ProblemLog()
+    out = []
+    any_targets = False
+    tasks = meta["tasks"] or None
+    for i, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        origin = Origin(given, line=i)
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            problems.add(Problem.at(origin, None, f"not valid JSON: {e}", f"{given}:{i}"))
+            continue
+        any_targets = any_targets or (isinstance(obj, dict) and bool(obj.get("targets")))
+        s = parse_record(obj, origin, meta["levels"], tasks, path.parent, problems)
+        if s is not None:
+            targets = {t: list(v) if isinstance(v, tuple) else v for t, v in s.targets.items()}
+            out.append([s.id, s.image, i, s.texts, {g: list(v) for g, v in s.labels.items()}, targets, s.patient_id,
+                        s.split])
+    return {"samples": out, "problems": [dataclasses.asdict(p) for p in problems.problems], "targets": any_targets}
+
+
+def _valid(entry: dict) -> bool:
+    """Whether a cache entry has the shape :func:`parse_manifest` writes (a damaged one is parsed again)."""
+    rows, problems = entry.get("samples"), entry.get("problems")
+    return (isinstance(rows, list) and isinstance(problems, list) and isinstance(entry.get("targets"), bool)
+            and all(isinstance(r, list) and len(r) == 8 and isinstance(r[3], dict) and isinstance(r[4], dict)
+                    and isinstance(r[5], dict) for r in rows)
+            and all(isinstance(p, dict) and set(p) == PROBLEM_FIELDS for p in problems))
+
+
+def _samples(given: str, rows: list) -> list[Sample]:
+    """Samples from the cached rows, consumed as they are converted (the parsed dicts become the samples'
+    own, so the rows and the samples are not both alive); equal strings and label sets share one object."""
+    strings: dict = {}
+    out = []
+    for j, (sid, image, line, texts, labels, targets, pid, split) in enumerate(rows):
+        rows[j] = None
+        for g, t in texts.items():
+            if t is not None:
+                texts[g] = strings.setdefault(t, t)
+        for g, v in labels.items():
+            v = tuple(v)
+            labels[g] = strings.setdefault(v, v)
+        for t, v in targets.items():
+            if isinstance(v, list):
+                v = tuple(v)
+                targets[t] = strings.setdefault(v, v)
+        out.append(Sample(sid, image, texts, labels, targets, pid, split, Origin(given, line=line, image_field="image")))
+    return out
+
+
+def _load(path: Path, meta: dict, header: int | None, index_cache: Any) -> dict:
+    """The parsed manifest, from the index cache (:func:`bench.data.shards.iter_index`, keyed by the
+    manifest's absolute path, size and mtime, and by a hash of the metadata and of the path as given)."""
+    given = str(path)
+    tasks = sorted((k, v.kind, v.classes) for k, v in meta["tasks"].items())
+    key = hashlib.sha256(repr((CACHE_VERSION, given, header, meta["levels"], sorted(meta["vocab"].items()), tasks))
+                         .encode()).hexdigest()[:16]
+    job = functools.partial(parse_manifest, meta, header, given)
+    with _no_gc():  # 100k+ small objects: the cyclic GC would rescan them again and again
+        (entry,) = iter_index([str(path.resolve())], cache_option(index_cache), job, key=key, workers=1, progress=False,
+                              valid=_valid)
+        entry["samples"] = _samples(given, entry["samples"])
+    return entry
+
+
+@contextlib.contextmanager
+def _no_gc():
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 @register_format(FMT, options=Options)
 def build(**options: Any) -> MultiGranularDataset:
     opt = take(FMT, options, Options)
     path = existing_path(FMT, "path", opt["path"], kind="file")
     lines = path.read_text().splitlines()
     meta = None
+    header = None
     first = next((i for i, ln in enumerate(lines) if ln.strip()), None)
     if first is not None:
         try:
@@ -183,7 +283,8 @@ def build(**options: Any) -> MultiGranularDataset:
             head = None
         if isinstance(head, dict) and set(head) == {"meta"}:
             meta = check_meta(head["meta"], f"{path}, line {first + 1}")
-            lines[first] = ""
+            header = first
+    del lines
     sidecars = _sidecar(path)
     if len(sidecars) + (meta is not None) > 1:
         raise DataConfigError(
@@ -196,23 +297,12 @@ def build(**options: Any) -> MultiGranularDataset:
         except json.JSONDecodeError as e:
             raise DataConfigError(f"{sidecars[0]}: not valid JSON: {e}") from e
     meta = meta or {"levels": None, "vocab": {}, "tasks": {}}
+    entry = _load(path, meta, header, opt["index_cache"])
     problems = ProblemLog()
-    samples: list[Sample] = []
-    any_targets = False
-    for i, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        origin = Origin(str(path), line=i)
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            problems.add(Problem.at(origin, None, f"not valid JSON: {e}", f"{path}:{i}"))
-            continue
-        any_targets = any_targets or (isinstance(obj, dict) and bool(obj.get("targets")))
-        s = parse_record(obj, origin, meta["levels"], meta["tasks"] or None, path.parent, problems)
-        if s is not None:
-            samples.append(s)
-    if any_targets and not meta["tasks"]:
+    for p in entry["problems"]:
+        problems.add(Problem(**p))
+    samples: list[Sample] = entry["samples"]
+    if entry["targets"] and not meta["tasks"]:
         raise DataConfigError(
             f"{path}: lines have 'targets' but no tasks are declared; add \"tasks\": {{name: {{\"kind\": "
             f"multiclass|multilabel, \"classes\": [...]}}}} to {path.name}.meta.json or a first line {{\"meta\": ...}}"

@@ -45,7 +45,7 @@ class Origin(NamedTuple):
     image_field: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Sample:
     id: str
     image: "np.ndarray | str | Path | ImageRef"

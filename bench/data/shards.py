@@ -350,12 +350,14 @@ def _index_job(job: Callable[[str], dict], key: str, path: str) -> tuple[dict, d
 
 
 def iter_index(shards: Sequence[str], index_dir: Path | None, job: Callable[[str], dict] = index_shard, key: str = "",
-               workers: int = 0, progress: bool = True) -> Iterator[dict]:
+               workers: int = 0, progress: bool = True, valid: Callable[[dict], bool] | None = None) -> Iterator[dict]:
     """``job(shard)`` (a JSON-serialisable dict; default :func:`index_shard`) of every shard, in order. Shards
     without a current cache entry (same path, size, mtime and ``key``, e.g. a hash of what ``job`` depends
     on) are computed first, in ``workers`` processes (0: up to 8, one per CPU), and cached; cached entries are
     read one at a time as the caller consumes them, so at most one shard's raw entry is alive beside what the
-    caller keeps. ``job`` must be picklable (a module-level function or a ``functools.partial`` of one)."""
+    caller keeps. ``job`` must be picklable (a module-level function or a ``functools.partial`` of one).
+    A cache entry that cannot be read, is not a JSON object or fails ``valid`` is computed again and
+    rewritten, with a warning."""
     files = [_cache_file(index_dir, _stamp(s, key)) if index_dir is not None else None for s in shards]
     todo = [i for i, f in enumerate(files) if f is None or not f.is_file()]
     done: dict[int, dict] = {}
@@ -388,6 +390,11 @@ def iter_index(shards: Sequence[str], index_dir: Path | None, job: Callable[[str
         entry = done.pop(i, None)
         if entry is None:
             entry = _read(files[i])
+            if entry is not None and valid is not None and not valid(entry):
+                entry = None
+            if entry is None:
+                log.warning("index cache: the entry %s of %s is missing or damaged; reading %s again", files[i],
+                            shard, Path(shard).name)
         if entry is None:  # the cache file vanished or is damaged: index the shard again, here
             stamp, entry = _index_job(job, key, shard)
             _write_cached(index_dir, stamp, entry)
@@ -398,6 +405,18 @@ def load_index(shards: Sequence[str], index_dir: Path | None, job: Callable[[str
                workers: int = 0, progress: bool = True) -> list[dict]:
     """:func:`iter_index` as a list."""
     return list(iter_index(shards, index_dir, job, key, workers, progress))
+
+
+def check_index_cache(key: str, value: Any) -> Any:
+    """The ``check`` of a ``data.index_cache`` option: a folder path or false."""
+    if value is False or (isinstance(value, str) and value.strip().lower() == "false"):
+        return False
+    if isinstance(value, (str, os.PathLike)) and str(value).strip():
+        return str(value)
+    from .registry import DataConfigError
+
+    raise DataConfigError(f"{key}={value!r} must be a folder path, or false (no index cache)", key=key, value=value,
+                          allowed="null (the default folder), false or a folder path")
 
 
 def cache_option(value: Any) -> Path | None:

@@ -28,7 +28,6 @@ import gc
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,7 @@ from .options import take
 from .problems import Problem, ProblemLog
 from .registry import DataConfigError, register_format
 from .sample import MultiGranularDataset, Origin, Sample
-from .shards import ShardMember, cache_option, index_shard, iter_index
+from .shards import ShardMember, cache_option, check_index_cache, index_shard, iter_index
 
 log = logging.getLogger(__name__)
 
@@ -47,21 +46,12 @@ META_FILE = "meta.json"
 INFO_KEYS = ("samples", "shards", "source")  # written by the exporter; informative
 
 
-def _index_cache(key: str, value: Any) -> Any:
-    if value is False or (isinstance(value, str) and value.strip().lower() == "false"):
-        return False
-    if isinstance(value, (str, os.PathLike)) and str(value).strip():
-        return str(value)
-    raise DataConfigError(f"{key}={value!r} must be a folder path, or false (no index cache)", key=key, value=value,
-                          allowed="null (the default folder), false or a folder path")
-
-
 @dataclass
 class Options:
     path: str = field(metadata={"help": "the shards: a brace pattern (dir/train-{000000..000099}.tar), a folder of "
                                         "*.tar files, or one .tar file"})
     index_cache: Any = field(default=None, metadata={
-        "check": _index_cache,
+        "check": check_index_cache,
         "help": "where shard indexes are cached (null: $CONTRASTIVE_BENCH_CACHE/wds-index or "
                 "~/.cache/contrastive-bench/wds-index; false: no cache)"})
     index_workers: int = field(default=0, metadata={

@@ -46,7 +46,7 @@ from .paths import resolve
 from .problems import Problem, ProblemLog
 from .registry import DataConfigError, register_format
 from .sample import SPLITS, MultiGranularDataset, Origin, Sample, TaskSpec
-from .shards import cache_option, check_index_cache, iter_index
+from .index_cache import cache_option, check_index_cache, iter_index
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +243,7 @@ def _samples(given: str, rows: list) -> list[Sample]:
 
 
 def _load(path: Path, meta: dict, header: int | None, index_cache: Any) -> dict:
-    """The parsed manifest, from the index cache (:func:`bench.data.shards.iter_index`, keyed by the
+    """The parsed manifest, from the index cache (:func:`bench.data.index_cache.iter_index`, keyed by the
     manifest's absolute path, size and mtime, and by a hash of the metadata and of the path as given)."""
     given = str(path)
     tasks = sorted((k, v.kind, v.classes) for k, v in meta["tasks"].items())

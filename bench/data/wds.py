@@ -37,7 +37,8 @@ from .options import take
 from .problems import Problem, ProblemLog
 from .registry import DataConfigError, register_format
 from .sample import MultiGranularDataset, Origin, Sample
-from .shards import ShardMember, cache_option, check_index_cache, index_shard, iter_index
+from .index_cache import cache_option, check_index_cache, iter_index
+from .shards import ShardMember, index_shard
 
 log = logging.getLogger(__name__)
 

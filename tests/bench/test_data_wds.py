@@ -14,7 +14,8 @@ from PIL import Image
 from bench.data import DataConfigError, build_dataset
 from bench.data.export import export
 from bench.data.problems import DataValidationError
-from bench.data.shards import ShardMember, index_shard, load_index
+from bench.data.index_cache import load_index
+from bench.data.shards import ShardMember, index_shard
 from bench.data.wds import expand_shards
 
 SYNTH = {"format": "fundus_synth", "size": 40, "test_size": 8, "resolution": 16, "progress": False}
@@ -117,7 +118,7 @@ def test_round_trip_from_jsonl_and_back(manifest, tmp_path):
 def test_index_is_cached_per_shard(shards, tmp_path, caplog):
     cache = tmp_path / "idx"
     opts = {"format": "wds", "path": str(shards), "index_cache": str(cache), "check_images": False}
-    with caplog.at_level("INFO", logger="bench.data.shards"):
+    with caplog.at_level("INFO", logger="bench.data.index_cache"):
         a = build_dataset(opts)
         assert "3 shard(s): 0 from the cache" in caplog.text
         caplog.clear()
@@ -133,7 +134,7 @@ def test_changed_shard_is_indexed_again(synth, tmp_path, caplog):
     opts = {"format": "wds", "path": str(out), "index_cache": str(tmp_path / "idx"), "check_images": False}
     assert len(build_dataset(opts)) == 8
     export(synth.subset(range(10, 16)), out, "wds", shard_size=4, overwrite=True, progress=False)
-    with caplog.at_level("INFO", logger="bench.data.shards"):
+    with caplog.at_level("INFO", logger="bench.data.index_cache"):
         ds = build_dataset(opts)
     assert "0 from the cache" in caplog.text
     assert [s.id for s in ds] == [synth[i].id for i in range(10, 16)]

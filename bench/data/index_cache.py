@@ -60,7 +60,7 @@ def _write_cached(index_dir: Path | None, stamp: dict, index: dict) -> None:
             if old != target:
                 old.unlink(missing_ok=True)
     except OSError as e:
-        log.warning("wds: cannot cache the index of %s in %s (%s); it will be read again next time", stamp["shard"],
+        log.warning("index cache: cannot cache the index of %s in %s (%s); it will be read again next time", stamp["shard"],
                     index_dir, e)
 
 
@@ -93,7 +93,7 @@ def iter_index(shards: Sequence[str], index_dir: Path | None, job: Callable[[str
         from tqdm.auto import tqdm
 
         n = workers or max(1, min(8, os.cpu_count() or 1, len(todo)))
-        bar = tqdm(total=len(todo), desc="wds: indexing shards", unit="shard", disable=not progress or len(todo) < 8)
+        bar = tqdm(total=len(todo), desc="indexing", unit="file", disable=not progress or len(todo) < 8)
         run = functools.partial(_index_job, job, key)
         if n <= 1 or len(todo) < PARALLEL_MIN_SHARDS:
             results = (run(shards[i]) for i in todo)
@@ -112,7 +112,7 @@ def iter_index(shards: Sequence[str], index_dir: Path | None, job: Callable[[str
             bar.close()
             if pool is not None:
                 pool.shutdown(cancel_futures=True)
-    log.info("wds: index of %d shard(s): %d from the cache%s, %d read", len(shards), len(shards) - len(todo),
+    log.info("index of %d file(s) (shards or manifests): %d from the cache%s, %d read", len(shards), len(shards) - len(todo),
              f" ({index_dir})" if index_dir else "", len(todo))
     for i, shard in enumerate(shards):
         entry = done.pop(i, None)

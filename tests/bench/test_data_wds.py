@@ -120,10 +120,10 @@ def test_index_is_cached_per_shard(shards, tmp_path, caplog):
     opts = {"format": "wds", "path": str(shards), "index_cache": str(cache), "check_images": False}
     with caplog.at_level("INFO", logger="bench.data.index_cache"):
         a = build_dataset(opts)
-        assert "3 shard(s): 0 from the cache" in caplog.text
+        assert "3 file(s) (shards or manifests): 0 from the cache" in caplog.text
         caplog.clear()
         b = build_dataset(opts)
-        assert "3 shard(s): 3 from the cache" in caplog.text
+        assert "3 file(s) (shards or manifests): 3 from the cache" in caplog.text
     assert len(list(cache.glob("*.json"))) == 3
     assert [s.image for s in a] == [s.image for s in b]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
@@ -79,7 +80,7 @@ def test_cache_misses_on_every_change_that_matters(tmp_path, colour_model, colou
     # the split name changes (same samples)
     assert _count_miss(cache, model, ds, split="val") == 1
     # one pixel of one image changes
-    ds.samples[3] = type(ds.samples[3])(**{**ds.samples[3].__dict__, "image": ds.samples[3].image.copy()})
+    ds.samples[3] = dataclasses.replace(ds.samples[3], image=ds.samples[3].image.copy())
     ds.samples[3].image[0, 0, 0] ^= 1
     assert _count_miss(cache, model, ds) == 1
     # other samples

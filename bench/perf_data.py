@@ -72,11 +72,12 @@ def corpus_manifest(source: Path, n: int) -> Path:
     return out
 
 
-def ours(manifest: Path, workers: int, n_images: int, batch: int, resolution: int) -> float:
+def ours(manifest: Path, workers: int, n_images: int, batch: int, resolution: int, fmt: str = "jsonl") -> float:
+    """img/s of the harness's loader (``train.augment=open_clip``) over ``data.format=fmt`` at ``manifest``."""
     from .data import build_dataset
     from .data.loader import train_batches
 
-    data = build_dataset({"format": "jsonl", "path": str(manifest), "check_images": "none"})
+    data = build_dataset({"format": fmt, "path": str(manifest), "check_images": "none"})
     steps = max(2, n_images // batch + 1)
     it = iter(train_batches(data, resolution, "open_clip", 0, batch, steps, workers=workers))
     next(it)  # worker start-up

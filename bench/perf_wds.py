@@ -37,16 +37,9 @@ def make_shards(manifest: Path) -> Path:
 
 
 def ours(folder: Path, workers: int, n_images: int, batch: int, resolution: int) -> float:
-    from .data import build_dataset
-    from .data.loader import train_batches
+    from .perf_data import ours as loader_throughput
 
-    data = build_dataset({"format": "wds", "path": str(folder), "check_images": "none"})
-    steps = max(2, n_images // batch + 1)
-    it = iter(train_batches(data, resolution, "open_clip", 0, batch, steps, workers=workers))
-    next(it)  # worker start-up
-    t0 = time.perf_counter()
-    seen = sum(len(i) for i, _ in it)
-    return seen / (time.perf_counter() - t0)
+    return loader_throughput(folder, workers, n_images, batch, resolution, fmt="wds")
 
 
 def open_clip_pipeline(folder: Path, workers: int, n_images: int, batch: int, resolution: int) -> float | None:

@@ -250,7 +250,7 @@ def _load(path: Path, meta: dict, header: int | None, index_cache: Any) -> dict:
     key = hashlib.sha256(repr((CACHE_VERSION, given, header, meta["levels"], sorted(meta["vocab"].items()), tasks))
                          .encode()).hexdigest()[:16]
     job = functools.partial(parse_manifest, meta, header, given)
-    with _no_gc():  # 100k+ small objects: the cyclic GC would rescan them again and again
+    with no_gc():  # 100k+ small objects: the cyclic GC would rescan them again and again
         (entry,) = iter_index([str(path.resolve())], cache_option(index_cache), job, key=key, workers=1, progress=False,
                               valid=_valid)
         entry["samples"] = _samples(given, entry["samples"])
@@ -258,7 +258,8 @@ def _load(path: Path, meta: dict, header: int | None, index_cache: Any) -> dict:
 
 
 @contextlib.contextmanager
-def _no_gc():
+def no_gc():
+    """The cyclic garbage collector paused: building 100k+ small objects, it would rescan them again and again."""
     was = gc.isenabled()
     gc.disable()
     try:
@@ -307,6 +308,16 @@ def build(**options: Any) -> MultiGranularDataset:
             f"{path}: lines have 'targets' but no tasks are declared; add \"tasks\": {{name: {{\"kind\": "
             f"multiclass|multilabel, \"classes\": [...]}}}} to {path.name}.meta.json or a first line {{\"meta\": ...}}"
         )
+    levels, vocab = levels_and_vocab(samples, meta)
+    dataset = MultiGranularDataset(samples, levels, vocab, meta["tasks"], name=f"{FMT}:{path.name}")
+    problems.raise_if_any(partial=dataset)
+    log.info("%s: %d samples, levels %s, tasks %s", dataset.name, len(samples), list(levels), sorted(meta["tasks"]))
+    return dataset
+
+
+def levels_and_vocab(samples: list, meta: dict) -> tuple[list[str], dict[str, list]]:
+    """The metadata's ``levels`` (default: those seen in texts and labels, in order of first appearance) and each
+    level's ``vocab`` (default: its labels, sorted); shared by ``jsonl`` and ``wds``."""
     levels = meta["levels"]
     if levels is None:
         seen: dict[str, None] = {}
@@ -315,8 +326,4 @@ def build(**options: Any) -> MultiGranularDataset:
             seen.update(dict.fromkeys(s.labels))
         levels = list(seen)
     vocab = {g: meta["vocab"].get(g) or sorted({x for s in samples for x in s.labels.get(g, ())}) for g in levels}
-    dataset = MultiGranularDataset(samples, levels, vocab, meta["tasks"], name=f"{FMT}:{path.name}")
-    problems.raise_if_any(partial=dataset)
-    log.info("%s: %d samples, levels %s, tasks %s", dataset.name, len(samples), list(levels), sorted(meta["tasks"]))
-    return dataset
-
+    return levels, vocab

@@ -22,9 +22,7 @@ split over ranks and DataLoader workers, and the checkpointed position work as f
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import gc
 import hashlib
 import json
 import logging
@@ -32,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .jsonl import check_meta, parse_record
+from .jsonl import check_meta, levels_and_vocab, no_gc, parse_record
 from .options import take
 from .problems import Problem, ProblemLog
 from .registry import DataConfigError, register_format
@@ -101,7 +99,7 @@ def parse_shard(meta: dict, shard: str) -> dict:
     ``jsonl`` rules), in an indexing worker; the result is what the cache holds: ``samples`` (``[id, image
     member, offset, size, texts, labels, targets, patient_id, split]``), ``problems`` (``[key, field,
     message]``) and ``targets`` (whether any record has targets)."""
-    with _no_gc():
+    with no_gc():
         return _parse_shard(meta, shard)
 
 
@@ -145,17 +143,6 @@ def _samples(shard: str, entry: dict, problems: ProblemLog, strings: dict) -> li
     return out
 
 
-@contextlib.contextmanager
-def _no_gc():
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
-
-
 def _load(shards: list[str], opt: dict, meta: dict, meta_key: str) -> tuple[list[Sample], ProblemLog, bool]:
     index = iter_index(shards, cache_option(opt["index_cache"]), functools.partial(parse_shard, meta), key=meta_key,
                        workers=opt["index_workers"])
@@ -176,19 +163,12 @@ def build(**options: Any) -> MultiGranularDataset:
         raise DataConfigError(f"data.path is required for data.format={FMT}", key="data.path")
     shards = expand_shards(opt["path"])
     meta, meta_key = _meta(shards)
-    with _no_gc():  # millions of small objects: the cyclic GC would rescan them again and again (2-3x slower)
+    with no_gc():  # millions of small objects: the cyclic GC would rescan them again and again (2-3x slower)
         samples, problems, any_targets = _load(shards, opt, meta, meta_key)
     if any_targets and not meta["tasks"]:
         raise DataConfigError(f"{Path(shards[0]).parent / META_FILE}: samples have 'targets' but no tasks are declared; "
                               "add \"tasks\": {name: {\"kind\": multiclass|multilabel, \"classes\": [...]}}")
-    levels = meta["levels"]
-    if levels is None:
-        seen: dict[str, None] = {}
-        for s in samples:
-            seen.update(dict.fromkeys(s.texts))
-            seen.update(dict.fromkeys(s.labels))
-        levels = list(seen)
-    vocab = {g: meta["vocab"].get(g) or sorted({x for s in samples for x in s.labels.get(g, ())}) for g in levels}
+    levels, vocab = levels_and_vocab(samples, meta)
     name = f"{FMT}:{Path(shards[0]).parent.name}/{Path(shards[0]).name}" + (f" (+{len(shards) - 1})" if len(shards) > 1 else "")
     dataset = MultiGranularDataset(samples, levels, vocab, meta["tasks"], name=name)
     problems.raise_if_any(partial=dataset)

@@ -82,12 +82,9 @@ def test_checkpoint_every_steps(tmp_path, monkeypatch):
         _pretrain(tmp_path / "bad", checkpoint_every_steps=-1)
 
 
-def test_deferred_preemption_saves_at_the_step_and_resumes_exactly(tmp_path, monkeypatch):
-    """A signal during step 5 (mid-epoch 2) is acted on after the step: last.pt at step 5 with that step's RNG
-    state, then the installed handler runs (here it raises like submitit's sys.exit). Resuming gives the same
-    parameters, history and summary as an uninterrupted run, augmentation flips included."""
-    ref_summary, ref_model = _pretrain(tmp_path / "ref")
-
+def _preempted_at_step(monkeypatch, n: int, run) -> list:
+    """``run()`` with a preemption "signal" arriving while optimiser step ``n`` is computed and a handler that
+    raises like submitit's sys.exit; returns the handler's calls (``[True]`` when it ran once)."""
     fired = []
 
     def handler():
@@ -97,9 +94,9 @@ def test_deferred_preemption_saves_at_the_step_and_resumes_exactly(tmp_path, mon
     real_step = torch.optim.AdamW.step
     calls = {"n": 0}
 
-    def step_and_signal(self, *a, **k):  # the "signal" arrives while step 5 is being computed
+    def step_and_signal(self, *a, **k):
         calls["n"] += 1
-        if calls["n"] == 5:
+        if calls["n"] == n:
             assert train.PREEMPTION.request()
         return real_step(self, *a, **k)
 
@@ -107,10 +104,20 @@ def test_deferred_preemption_saves_at_the_step_and_resumes_exactly(tmp_path, mon
     monkeypatch.setattr(torch.optim.AdamW, "step", step_and_signal)
     try:
         with pytest.raises(SystemExit):
-            _pretrain(tmp_path / "cell")
+            run()
     finally:
         monkeypatch.setattr(torch.optim.AdamW, "step", real_step)
         train.PREEMPTION.install(None)
+    return fired
+
+
+def test_deferred_preemption_saves_at_the_step_and_resumes_exactly(tmp_path, monkeypatch):
+    """A signal during step 5 (mid-epoch 2) is acted on after the step: last.pt at step 5 with that step's RNG
+    state, then the installed handler runs (here it raises like submitit's sys.exit). Resuming gives the same
+    parameters, history and summary as an uninterrupted run, augmentation flips included."""
+    ref_summary, ref_model = _pretrain(tmp_path / "ref")
+
+    fired = _preempted_at_step(monkeypatch, 5, lambda: _pretrain(tmp_path / "cell"))
     assert fired == [True]
     state = torch.load(tmp_path / "cell" / "checkpoints" / "last.pt", weights_only=False)
     assert state["step"] == 5
@@ -134,26 +141,8 @@ def test_preempted_with_workers_resumes_like_an_uninterrupted_run_without(tmp_pa
     ref_summary, ref_model = _pretrain(tmp_path / "ref", data={"workers": 0}, augment=augment)
     assert ref_summary["train/data_workers"] == 0
 
-    def handler():
-        raise SystemExit(-1)
-
-    real_step = torch.optim.AdamW.step
-    calls = {"n": 0}
-
-    def step_and_signal(self, *a, **k):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            assert train.PREEMPTION.request()
-        return real_step(self, *a, **k)
-
-    train.PREEMPTION.install(handler)
-    monkeypatch.setattr(torch.optim.AdamW, "step", step_and_signal)
-    try:
-        with pytest.raises(SystemExit):
-            _pretrain(tmp_path / "cell", data={"workers": 2}, augment=augment)
-    finally:
-        monkeypatch.setattr(torch.optim.AdamW, "step", real_step)
-        train.PREEMPTION.install(None)
+    assert _preempted_at_step(monkeypatch, 5, lambda: _pretrain(tmp_path / "cell", data={"workers": 2},
+                                                                augment=augment)) == [True]
     state = torch.load(tmp_path / "cell" / "checkpoints" / "last.pt", weights_only=False)
     assert state["step"] == 5 and state["data_position"] == {"epoch": 1, "batch": 2, "samples_seen": 120}
     summary, model = _pretrain(tmp_path / "cell", data={"workers": 2}, augment=augment)

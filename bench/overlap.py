@@ -51,11 +51,11 @@ def check_overlap(pretrain: Any, other: Any, *, pretrain_name: str, other_name: 
         return got[1]
 
     found = []
-    ids = {s.id for s in pretrain.samples} & {s.id for s in other.samples}
+    ids = set(pretrain.sample_ids()) & set(other.sample_ids())
     if ids:
         found.append(f"{len(ids)} sample id(s) ({_examples(ids)})")
-    pp = {s.patient_id for s in pretrain.samples if s.patient_id is not None}
-    po = {s.patient_id for s in other.samples if s.patient_id is not None}
+    pp = {p for p in pretrain.patient_ids() if p is not None}
+    po = {p for p in other.patient_ids() if p is not None}
     patients = pp & po
     if patients:
         found.append(f"{len(patients)} patient(s) ({_examples(patients)})")
@@ -63,7 +63,7 @@ def check_overlap(pretrain: Any, other: Any, *, pretrain_name: str, other_name: 
     ho = hashed(other)
     common = set(hp) & set(ho)
     if common:
-        where = {h: s.id for h, s in zip(ho, other.samples) if h in common}
+        where = {h: sid for h, sid in zip(ho, other.sample_ids()) if h in common}
         found.append(f"{len(common)} identical image(s) (e.g. {other_name.split(' (')[0]} sample(s) "
                      f"{_examples(set(where.values()))})")
     if found:

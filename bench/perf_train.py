@@ -91,7 +91,8 @@ class Result:
 
 def synthetic_dataset(n: int, resolution: int, seed: int = 0):
     """``n`` random uint8 images at ``resolution`` with one caption level (8 distinct captions)."""
-    from .data.sample import MultiGranularDataset, Sample
+    from .data.dataset import MultiGranularDataset
+    from .data.sample import Sample
 
     rng = np.random.default_rng(seed)
     samples = []

@@ -47,7 +47,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data.loader import train_batches
-from .data.sample import MultiGranularDataset
+from .data.dataset import MultiGranularDataset
 from .data.sampler import data_position
 from .models import TwoTower
 from .resume import resume

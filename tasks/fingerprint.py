@@ -88,9 +88,11 @@ def dataset_fingerprint(dataset: Any) -> str:
     ``ImageRef.fingerprint()`` (a shard member)."""
     h = hashlib.blake2b(digest_size=20)
     h.update(f"n={len(dataset)}|".encode())
-    for s in dataset.samples:
-        h.update(f"id={s.id}|".encode())
-        image = s.image
+    table = getattr(dataset, "table", None)
+    pairs = zip(table.ids, (table.images[i] for i in range(len(table)))) if table is not None else (
+        (s.id, s.image) for s in dataset.samples)
+    for sid, image in pairs:
+        h.update(f"id={sid}|".encode())
         if isinstance(image, np.ndarray):
             arr = np.ascontiguousarray(image)
             h.update(f"arr|{arr.dtype.str}|{arr.shape}|".encode())

@@ -1,7 +1,8 @@
 """Datasets: the one in-memory sample type, the format registry, and ``build_dataset(cfg.data)``."""
 
 from .registry import FORMATS, DataConfigError, get_format, register_format
-from .sample import SPLITS, MultiGranularDataset, Sample, TaskSpec, load_image
+from .sample import SPLITS, Sample, TaskSpec, load_image
+from .dataset import MultiGranularDataset
 from .build import build_dataset
 
 # the formats (each registers itself with @register_format)

@@ -17,7 +17,7 @@ Shared options (handled here, not by the formats; ``None`` = the default):
   text for that fraction of *training* samples (see ``missing.py``).
 
 Order: build -> validate (parse problems + ``validate.find_problems``) -> skip or raise -> select levels ->
-splits -> missing texts. Samples are copied, never modified, when splits or texts change (a builder may
+splits -> missing texts. Columns are replaced, never modified, when splits or texts change (a builder may
 cache its dataset), and the result is always a new container with its own ``stats``.
 Everything else is passed to the format's builder, which validates it.
 """
@@ -29,12 +29,14 @@ import logging
 import typing
 from typing import Any
 
+import numpy as np
+
 from ..options import coerce
 from ..schema import DataShared
 from .missing import drop_texts
 from .problems import DataValidationError, Problem
 from .registry import DataConfigError, get_format
-from .sample import MultiGranularDataset
+from .dataset import MultiGranularDataset
 from .splits import DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION, assign_splits
 from .validate import find_problems
 
@@ -107,11 +109,8 @@ def _validated(dataset: MultiGranularDataset, parse_problems: list[Problem], lev
     for p in problems:
         log.debug("data problem: %s", p)
     stats["bad_samples_skipped"] = n_skipped
-    samples = [s for i, s in enumerate(dataset.samples) if i not in bad]
-    return (
-        MultiGranularDataset(samples, dataset.levels, dataset.vocab, dataset.task_specs, name=dataset.name, stats=stats),
-        stats,
-    )
+    keep = np.setdiff1d(np.arange(len(dataset)), np.fromiter(bad, np.int64, count=len(bad)))
+    return dataset.with_table(dataset.table.take(keep), stats), stats
 
 
 def build_dataset(cfg: Any) -> MultiGranularDataset:
@@ -143,44 +142,43 @@ def build_dataset(cfg: Any) -> MultiGranularDataset:
     dataset, stats = _validated(dataset, parse_problems, levels, on_bad, check_images)
     if levels:
         dataset = dataset.with_levels(levels)
-    samples = dataset.samples
 
     if not own_splits:
-        samples = _splits(dataset, shared)
+        dataset = _splits(dataset, shared)
 
     if rate > 0 or shared["missing_levels"] is not None:
         use = missing_levels if missing_levels is not None else list(dataset.levels)
         unknown = [g for g in use if g not in dataset.levels]
         if unknown:
             raise DataConfigError(f"data.missing_levels names {unknown}, not levels of this run {list(dataset.levels)}")
-        samples, dropped = drop_texts(samples, use, rate, missing_seed)
+        dataset, dropped = drop_texts(dataset, use, rate, missing_seed)
         for g, n in dropped.items():
             stats[f"missing_dropped/{g}"] = n
 
-    out = MultiGranularDataset(samples, dataset.levels, dataset.vocab, dataset.task_specs, name=dataset.name, stats=stats)
+    out = dataset.with_table(dataset.table, stats)
     log.info("data: %s", out)
     return out
 
 
-def _splits(dataset: MultiGranularDataset, shared: dict) -> list:
-    samples = dataset.samples
-    have = [s.split is not None for s in samples]
+def _splits(dataset: MultiGranularDataset, shared: dict) -> MultiGranularDataset:
+    split = dataset.table.split
+    have = split.codes >= 0
     given = [k for k in SPLIT_OPTIONS if shared.get(k) is not None]
-    if samples and all(have):
+    if len(dataset) and have.all():
         if given:
             raise DataConfigError(
                 f"{dataset.name}: the data sets its own splits, so {['data.' + k for k in given]} would be unused; "
                 "remove them (or drop the split column/field to draw splits)"
             )
-        return samples
-    if any(have):
-        lacking = [s.id for s, h in zip(samples, have) if not h]
+        return dataset
+    if have.any():
+        lacking = [dataset.sample_id(int(i)) for i in np.flatnonzero(~have)]
         raise DataConfigError(
-            f"{dataset.name}: {len(lacking)} of {len(samples)} samples have no split (e.g. {lacking[:3]}) while the "
+            f"{dataset.name}: {len(lacking)} of {len(dataset)} samples have no split (e.g. {lacking[:3]}) while the "
             "others have one; give every sample a split, or none (to draw them with data.split_seed)"
         )
     return assign_splits(
-        samples,
+        dataset,
         seed=_int(shared.get("split_seed"), DEFAULT_SPLIT_SEED),
         val_fraction=DEFAULT_VAL_FRACTION if shared.get("val_fraction") is None else shared["val_fraction"],
         test_fraction=DEFAULT_TEST_FRACTION if shared.get("test_fraction") is None else shared["test_fraction"],

@@ -39,7 +39,8 @@ from .options import choice, existing_path, take
 from .paths import resolve
 from .problems import Problem, ProblemLog
 from .registry import DataConfigError, register_format
-from .sample import MultiGranularDataset, Sample, TaskSpec
+from .sample import Sample, TaskSpec
+from .dataset import MultiGranularDataset
 from .splits import normalize_split
 from .tables import FLAG_ALLOWED, flag_columns, parse_flag, read_csv, require_columns, row_origin
 from .templates import DEFAULT_TEMPLATE, check_templates, render

@@ -42,7 +42,8 @@ import numpy as np
 from bench.data.options import level_subset, take
 from bench.errors import DataConfigError
 from bench.data.registry import register_format
-from bench.data.sample import MultiGranularDataset, Sample, TaskSpec
+from bench.data.sample import Sample, TaskSpec
+from bench.data.dataset import MultiGranularDataset
 
 logger = logging.getLogger(__name__)
 

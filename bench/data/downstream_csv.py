@@ -37,7 +37,8 @@ from .options import existing_path, take
 from .paths import IMAGE_RULES, image_path
 from .problems import Problem, ProblemLog
 from .registry import DataConfigError, register_format
-from .sample import MultiGranularDataset, Sample, TaskSpec
+from .sample import Sample, TaskSpec
+from .dataset import MultiGranularDataset
 from .splits import normalize_split
 from .tables import number_hint, read_csv, require_columns, row_origin
 from .templates import check_template, render

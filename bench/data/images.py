@@ -16,31 +16,17 @@ sets keep arrays in memory, other formats read their own way) are read through t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from .sample import load_image
-from .shards import ShardMember, ShardTable
+from .table import StringTable
+
+__all__ = ["DRAFT_FACTOR", "ImageSource", "StringTable", "decode"]
 
 #: a JPEG is decoded at reduced scale when its short side is at least this many times the wanted size
 DRAFT_FACTOR = 2
-
-
-class StringTable:
-    """Strings packed into one uint8 buffer + int64 offsets (two numpy arrays, no Python objects per item)."""
-
-    def __init__(self, strings: Sequence[str]):
-        encoded = [str(s).encode("utf-8") for s in strings]
-        self.offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-        np.cumsum([len(e) for e in encoded], out=self.offsets[1:])
-        self.buffer = np.frombuffer(b"".join(encoded), dtype=np.uint8) if encoded else np.zeros(0, np.uint8)
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    def __getitem__(self, i: int) -> str:
-        return self.buffer[self.offsets[i]:self.offsets[i + 1]].tobytes().decode("utf-8")
 
 
 def decode(image: np.ndarray | str | Path, size: int | None = None) -> np.ndarray:
@@ -65,15 +51,15 @@ class ImageSource:
     dataset's own ``image(i)``. ``where(i)`` names the file (or the dataset) and ``sample_id(i)`` the id."""
 
     def __init__(self, data: Any):
-        samples = getattr(data, "samples", None)
+        table = getattr(data, "table", None)  # a MultiGranularDataset's columns; other datasets: image(i) only
         self.name = str(getattr(data, "name", "dataset"))
         self.n = len(data)
-        self.ids = StringTable([s.id for s in samples]) if samples is not None else None
-        files = samples is not None and all(isinstance(s.image, (str, Path)) for s in samples)
-        self.paths = StringTable([str(s.image) for s in samples]) if files else None
-        members = not files and samples is not None and all(isinstance(s.image, ShardMember) for s in samples)
-        self.shards = ShardTable([s.image for s in samples]) if members else None  # data.format=wds
-        self.data = None if files or members else data  # only held when it must be: workers then need nothing else
+        self.ids = table.ids if table is not None else None
+        images = table.images if table is not None else None
+        self.paths = images.paths if images is not None else None
+        self.shards = images.packed if images is not None and hasattr(images.packed, "where") else None  # data.format=wds
+        files_or_members = self.paths is not None or self.shards is not None
+        self.data = None if files_or_members else data  # only held when it must be: workers then need nothing else
 
     def __len__(self) -> int:
         return self.n

@@ -45,7 +45,9 @@ from .options import existing_path, take
 from .paths import resolve
 from .problems import Problem, ProblemLog
 from .registry import DataConfigError, register_format
-from .sample import SPLITS, MultiGranularDataset, Origin, Sample, TaskSpec
+from .sample import SPLITS, Origin, Sample, TaskSpec
+from .dataset import MultiGranularDataset
+from .table import SampleTable, TableBuilder
 from .index_cache import cache_option, check_index_cache, iter_index
 
 log = logging.getLogger(__name__)
@@ -221,25 +223,14 @@ def _valid(entry: dict) -> bool:
             and all(isinstance(p, dict) and set(p) == PROBLEM_FIELDS for p in problems))
 
 
-def _samples(given: str, rows: list) -> list[Sample]:
-    """Samples from the cached rows, consumed as they are converted (the parsed dicts become the samples'
-    own, so the rows and the samples are not both alive); equal strings and label sets share one object."""
-    strings: dict = {}
-    out = []
+def _table(given: str, rows: list) -> SampleTable:
+    """The columns of the cached rows, consumed as they are appended (the parsed rows and the columns are
+    not both alive); no :class:`Sample` object is made."""
+    b = TableBuilder()
     for j, (sid, image, line, texts, labels, targets, pid, split) in enumerate(rows):
         rows[j] = None
-        for g, t in texts.items():
-            if t is not None:
-                texts[g] = strings.setdefault(t, t)
-        for g, v in labels.items():
-            v = tuple(v)
-            labels[g] = strings.setdefault(v, v)
-        for t, v in targets.items():
-            if isinstance(v, list):
-                v = tuple(v)
-                targets[t] = strings.setdefault(v, v)
-        out.append(Sample(sid, image, texts, labels, targets, pid, split, Origin(given, line=line, image_field="image")))
-    return out
+        b.append(sid, image, texts, labels, targets, pid, split, Origin(given, line=line, image_field="image"))
+    return b.build()
 
 
 def _load(path: Path, meta: dict, header: int | None, index_cache: Any) -> dict:
@@ -253,7 +244,7 @@ def _load(path: Path, meta: dict, header: int | None, index_cache: Any) -> dict:
     with no_gc():  # 100k+ small objects: the cyclic GC would rescan them again and again
         (entry,) = iter_index([str(path.resolve())], cache_option(index_cache), job, key=key, workers=1, progress=False,
                               valid=_valid)
-        entry["samples"] = _samples(given, entry["samples"])
+        entry["samples"] = _table(given, entry["samples"])
     return entry
 
 
@@ -302,7 +293,7 @@ def build(**options: Any) -> MultiGranularDataset:
     problems = ProblemLog()
     for p in entry["problems"]:
         problems.add(Problem(**p))
-    samples: list[Sample] = entry["samples"]
+    samples: SampleTable = entry["samples"]
     if entry["targets"] and not meta["tasks"]:
         raise DataConfigError(
             f"{path}: lines have 'targets' but no tasks are declared; add \"tasks\": {{name: {{\"kind\": "
@@ -315,15 +306,14 @@ def build(**options: Any) -> MultiGranularDataset:
     return dataset
 
 
-def levels_and_vocab(samples: list, meta: dict) -> tuple[list[str], dict[str, list]]:
+def levels_and_vocab(samples: SampleTable, meta: dict) -> tuple[list[str], dict[str, list]]:
     """The metadata's ``levels`` (default: those seen in texts and labels, in order of first appearance) and each
     level's ``vocab`` (default: its labels, sorted); shared by ``jsonl`` and ``wds``."""
     levels = meta["levels"]
     if levels is None:
-        seen: dict[str, None] = {}
-        for s in samples:
-            seen.update(dict.fromkeys(s.texts))
-            seen.update(dict.fromkeys(s.labels))
-        levels = list(seen)
-    vocab = {g: meta["vocab"].get(g) or sorted({x for s in samples for x in s.labels.get(g, ())}) for g in levels}
+        levels = list(samples.key_order)
+    vocab = {}
+    for g in levels:
+        col = samples.labels.get(g)
+        vocab[g] = meta["vocab"].get(g) or sorted({x for labs in (col.used() if col is not None else ()) for x in labs})
     return levels, vocab

@@ -52,7 +52,8 @@ from .options import choice, existing_path, take
 from .paths import IMAGE_RULES, image_path, resolve
 from .problems import Problem, ProblemLog
 from .registry import DataConfigError, register_format
-from .sample import MultiGranularDataset, Origin, Sample
+from .sample import Origin, Sample
+from .dataset import MultiGranularDataset
 
 log = logging.getLogger(__name__)
 

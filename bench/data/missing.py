@@ -5,18 +5,19 @@ among the *training* samples that have a text at ``g``, the ``round(missing_rate
 ``blake2b(f"{missing_seed}/{g}/{id}")`` is smallest lose that text (``texts[g] = None``). So the choice
 depends only on the seed, the level and the sample ids (not on sample order or on the other levels); a
 sample can lose several or all of its levels; ``val``/``test`` samples are never touched; labels are kept
-(only the text goes missing). Affected samples are replaced by copies; the input samples are not modified.
+(only the text goes missing). The result is a new container; the input is not modified.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 from typing import Sequence
 
+import numpy as np
+
 from .registry import DataConfigError
-from .sample import Sample
+from .dataset import MultiGranularDataset
 
 log = logging.getLogger(__name__)
 
@@ -32,27 +33,31 @@ def check_rate(rate: object) -> float:
 
 
 def drop_texts(
-    samples: Sequence[Sample],
+    dataset: MultiGranularDataset,
     levels: Sequence[str],
     rate: float,
     seed: int = 0,
     split: str = "train",
-) -> tuple[list[Sample], dict[str, int]]:
-    """Copies of ``samples`` with texts dropped as described in the module docstring, and the number of
-    texts dropped per level."""
+) -> tuple[MultiGranularDataset, dict[str, int]]:
+    """``dataset`` with texts dropped as described in the module docstring, and the number of texts dropped
+    per level."""
     rate = check_rate(rate)
-    drop: dict[int, list[str]] = {}
+    table = dataset.table
+    in_split = table.split.where(split)
+    ids = None
     counts: dict[str, int] = {}
+    texts = dict(table.texts)
     for level in levels:
-        cand = [i for i, s in enumerate(samples) if s.split == split and s.texts.get(level) is not None]
+        col = texts.get(level)
+        cand = np.flatnonzero(in_split & (col.codes >= 0)) if col is not None else np.zeros(0, np.int64)
         k = round(rate * len(cand))
-        chosen = sorted(cand, key=lambda i: _key(seed, level, samples[i].id))[:k]
+        if ids is None and k:
+            ids = dataset.sample_ids()
+        chosen = sorted(cand.tolist(), key=lambda i: _key(seed, level, ids[i]))[:k]
         counts[level] = len(chosen)
-        for i in chosen:
-            drop.setdefault(i, []).append(level)
-    out = list(samples)
-    for i, lv in drop.items():
-        s = samples[i]
-        out[i] = dataclasses.replace(s, texts={g: (None if g in lv else t) for g, t in s.texts.items()})
+        if chosen:
+            mask = np.zeros(len(dataset), dtype=bool)
+            mask[chosen] = True
+            texts[level] = col.replaced(mask, None)
     log.info("data: missing_rate=%s (missing_seed=%s): dropped texts per level on %s: %s", rate, seed, split, counts)
-    return out, counts
+    return dataset.with_table(table.replace(texts=texts)), counts

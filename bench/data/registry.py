@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..errors import DataConfigError, did_you_mean
-from .sample import MultiGranularDataset
+from .dataset import MultiGranularDataset
 
 __all__ = ["FORMATS", "DataConfigError", "Format", "get_format", "register_format"]
 

@@ -1,8 +1,9 @@
-"""The one in-memory sample type, and the dataset container every data format produces.
+"""The one sample type every data format produces, and how an image is read.
 
 Every adapter in ``bench/data/`` (the embedded ``fundus_synth`` and ``digits`` sets, the MGLL JSON lists,
-CSV label tables, JSONL manifests) turns its input into a list of :class:`Sample` and wraps it in a
-:class:`MultiGranularDataset`. The rest of the harness (training, objectives, tasks) only sees this type.
+CSV label tables, JSONL manifests, WebDataset shards) turns its input into :class:`Sample` s (or their
+fields) and wraps them in a :class:`~bench.data.dataset.MultiGranularDataset`, which stores them as columns
+(:mod:`bench.data.table`). The rest of the harness (training, objectives, tasks) only sees that type.
 
 A sample carries
 - ``image``: an ``H x W x 3`` uint8 RGB array, or a path that is read lazily (PIL for ordinary image files,
@@ -14,19 +15,13 @@ A sample carries
 - optional ``patient_id`` and ``split`` (``"train"``, ``"val"`` or ``"test"``);
 - optional ``origin``: where the sample was read from (file, line/row/record, the image's source field),
   so that validation problems can name the place to fix. Embedded datasets leave it ``None``.
-
-The container derives, once, the tensors the objectives need per level:
-- ``text_ids(level)``: an int64 id per sample, equal ids if and only if the texts are identical strings
-  (the released MGLL code's notion of co-occurrence); ``-1`` where the text is missing;
-- ``multi_hot(level)``: 0/1 over that level's label vocabulary ``vocab[level]``;
-- ``present(level)``: which samples have a text at that level.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, NamedTuple, Sequence
+from typing import Any, Literal, NamedTuple, Sequence
 
 import numpy as np
 
@@ -84,6 +79,12 @@ class ImageRef:
         """A string that changes when the image may have changed (feature caches are keyed by it)."""
         raise NotImplementedError
 
+    @classmethod
+    def pack(cls, refs: Sequence["ImageRef"]) -> Any:
+        """The images of a dataset packed for its column store (:class:`bench.data.table.ImageColumn`): an
+        object with ``len``, ``[i]`` (the ``ImageRef``) and ``take(indices)``; ``None``: kept as a list."""
+        return None
+
 
 def load_image(image: "np.ndarray | str | Path | ImageRef") -> np.ndarray:
     """Return an ``H x W x 3`` uint8 RGB array from an array, an :class:`ImageRef` or a file path (``.npz``
@@ -113,124 +114,3 @@ def load_image(image: "np.ndarray | str | Path | ImageRef") -> np.ndarray:
             arr = arr * 255.0
         arr = np.clip(arr, 0, 255).astype(np.uint8)
     return arr
-
-
-class MultiGranularDataset:
-    """A list of samples plus the per-level vocabularies and the downstream tasks the data provides.
-
-    ``levels`` is the ordered list of text granularities (coarse to fine), ``vocab`` maps each level to its
-    label vocabulary (the column order of ``multi_hot``), ``task_specs`` maps a downstream task name to its
-    :class:`TaskSpec`. ``name`` is a short description used in logs and metrics; ``stats`` holds counts the
-    data layer reports in a cell's metrics (as ``data/<key>``), e.g. how many bad samples were skipped.
-    """
-
-    def __init__(
-        self,
-        samples: Sequence[Sample],
-        levels: Sequence[str],
-        vocab: dict[str, Sequence[str]] | None = None,
-        task_specs: dict[str, TaskSpec] | None = None,
-        name: str = "dataset",
-        stats: dict[str, float] | None = None,
-    ):
-        self.samples = list(samples)
-        self.levels = tuple(levels)
-        self.name = name
-        if vocab is None:
-            vocab = {g: sorted({lab for s in self.samples for lab in s.labels.get(g, ())}) for g in self.levels}
-        self.vocab = {g: tuple(vocab.get(g, ())) for g in self.levels}
-        self.task_specs = dict(task_specs or {})
-        # counts the data layer wants reported in a cell's metrics (e.g. skipped bad samples)
-        self.stats: dict[str, float] = dict(stats or {})
-        self._cache: dict[tuple, np.ndarray] = {}
-
-    # -- basic access ----------------------------------------------------------------------------------
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int) -> Sample:
-        return self.samples[i]
-
-    def __repr__(self) -> str:
-        return f"MultiGranularDataset({self.name!r}, n={len(self)}, levels={list(self.levels)})"
-
-    def image(self, i: int) -> np.ndarray:
-        return load_image(self.samples[i].image)
-
-    def subset(self, indices: Sequence[int] | np.ndarray, name: str | None = None) -> "MultiGranularDataset":
-        return MultiGranularDataset(
-            [self.samples[int(i)] for i in indices],
-            self.levels,
-            self.vocab,
-            self.task_specs,
-            name=name or self.name,
-            stats=self.stats,
-        )
-
-    def split(self, split: str) -> "MultiGranularDataset":
-        """The samples whose ``split`` field equals ``split``."""
-        idx = [i for i, s in enumerate(self.samples) if s.split == split]
-        return self.subset(idx, name=f"{self.name}[{split}]")
-
-    def with_levels(self, levels: Sequence[str]) -> "MultiGranularDataset":
-        """The same samples seen through a subset (or reordering) of the levels."""
-        unknown = [g for g in levels if g not in self.levels]
-        if unknown:
-            raise ValueError(f"{self.name}: unknown level(s) {unknown}; the data has levels {list(self.levels)}")
-        return MultiGranularDataset(self.samples, levels, self.vocab, self.task_specs, name=self.name, stats=self.stats)
-
-    # -- derived per-level arrays ----------------------------------------------------------------------
-    def texts(self, level: str) -> list[str | None]:
-        self._check_level(level)
-        return [s.texts.get(level) for s in self.samples]
-
-    def present(self, level: str) -> np.ndarray:
-        return np.array([t is not None for t in self.texts(level)], dtype=bool)
-
-    def text_ids(self, level: str) -> np.ndarray:
-        """int64 [N]: equal ids iff identical text strings; -1 where the text is missing."""
-        key = ("ids", level)
-        if key not in self._cache:
-            texts = self.texts(level)
-            table: dict[str, int] = {}
-            ids = np.full(len(texts), -1, dtype=np.int64)
-            for i, t in enumerate(texts):
-                if t is not None:
-                    ids[i] = table.setdefault(t, len(table))
-            self._cache[key] = ids
-        return self._cache[key]
-
-    def multi_hot(self, level: str) -> np.ndarray:
-        """uint8 [N, C_level] over ``vocab[level]``."""
-        key = ("mh", level)
-        if key not in self._cache:
-            self._check_level(level)
-            col = {lab: j for j, lab in enumerate(self.vocab[level])}
-            mh = np.zeros((len(self.samples), len(col)), dtype=np.uint8)
-            for i, s in enumerate(self.samples):
-                for lab in s.labels.get(level, ()):
-                    if lab not in col:
-                        raise KeyError(
-                            f"{self.name}: sample {s.id!r} has label {lab!r} at level {level!r}, "
-                            f"which is not in that level's vocabulary {list(self.vocab[level])}"
-                        )
-                    mh[i, col[lab]] = 1
-            self._cache[key] = mh
-        return self._cache[key]
-
-    def task_targets(self, task: str) -> np.ndarray:
-        """int64 [N] for a multi-class task, uint8 [N, C] for a multi-label task."""
-        if task not in self.task_specs:
-            raise KeyError(f"{self.name}: no downstream task {task!r}; it provides {sorted(self.task_specs)}")
-        spec = self.task_specs[task]
-        vals = [s.targets.get(task) for s in self.samples]
-        missing = [s.id for s, v in zip(self.samples, vals) if v is None]
-        if missing:
-            raise ValueError(f"{self.name}: {len(missing)} sample(s) lack a target for task {task!r}, e.g. {missing[:3]}")
-        if spec.kind == "multiclass":
-            return np.asarray(vals, dtype=np.int64)
-        return np.asarray(vals, dtype=np.uint8).reshape(len(vals), len(spec.classes))
-
-    def _check_level(self, level: str) -> None:
-        if level not in self.levels:
-            raise KeyError(f"{self.name}: unknown level {level!r}; the data has levels {list(self.levels)}")

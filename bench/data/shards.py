@@ -130,6 +130,10 @@ class ShardMember(ImageRef):
     def __repr__(self) -> str:
         return f"ShardMember({self.shard!r}, {self.name!r})"
 
+    @classmethod
+    def pack(cls, refs: Sequence["ShardMember"]) -> "ShardTable":
+        return ShardTable(refs)
+
     @property
     def ext(self) -> str:
         return split_name(self.name)[1] or ""
@@ -201,7 +205,7 @@ class ShardTable:
     see :class:`bench.data.images.ImageSource`)."""
 
     def __init__(self, members: Sequence[ShardMember]):
-        from .images import StringTable
+        from .table import StringTable
 
         n = len(members)
         files: dict[str, int] = {}
@@ -213,6 +217,15 @@ class ShardTable:
 
     def __len__(self) -> int:
         return len(self.offsets)
+
+    def __getitem__(self, i: int) -> ShardMember:
+        return self.member(i)
+
+    def take(self, idx: np.ndarray) -> "ShardTable":
+        out = ShardTable.__new__(ShardTable)
+        out.shards, out.shard_of = self.shards, self.shard_of[idx]
+        out.offsets, out.sizes, out.names = self.offsets[idx], self.sizes[idx], self.names.take(idx)
+        return out
 
     def member(self, i: int) -> ShardMember:
         return ShardMember(self.shards[self.shard_of[i]], self.names[i], int(self.offsets[i]), int(self.sizes[i]))

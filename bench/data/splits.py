@@ -9,7 +9,6 @@ seed, the fractions and the set of (id, patient) pairs, not on the order of the 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections import defaultdict
 from typing import Sequence
@@ -17,7 +16,9 @@ from typing import Sequence
 import numpy as np
 
 from .registry import DataConfigError
+from .dataset import MultiGranularDataset
 from .sample import SPLITS, Sample
+from .table import Interned
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +61,21 @@ def check_fractions(val_fraction: float, test_fraction: float) -> tuple[float, f
 
 
 def group_key(s: Sample) -> str:
-    return f"p:{s.patient_id}" if s.patient_id not in (None, "") else f"s:{s.id}"
+    return _group(s.id, s.patient_id)
+
+
+def _group(sample_id: str, patient_id: str | None) -> str:
+    return f"p:{patient_id}" if patient_id not in (None, "") else f"s:{sample_id}"
+
+
+def _keys(samples: "Sequence[Sample] | MultiGranularDataset") -> list[str]:
+    if isinstance(samples, MultiGranularDataset):  # the columns: no Sample objects built
+        return [_group(i, p) for i, p in zip(samples.sample_ids(), samples.patient_ids())]
+    return [group_key(s) for s in samples]
 
 
 def draw_splits(
-    samples: Sequence[Sample],
+    samples: "Sequence[Sample] | MultiGranularDataset",
     seed: int = DEFAULT_SPLIT_SEED,
     val_fraction: float = DEFAULT_VAL_FRACTION,
     test_fraction: float = DEFAULT_TEST_FRACTION,
@@ -72,8 +83,8 @@ def draw_splits(
     """The split of each sample (see the module docstring)."""
     val_fraction, test_fraction = check_fractions(val_fraction, test_fraction)
     groups: dict[str, list[int]] = defaultdict(list)
-    for i, s in enumerate(samples):
-        groups[group_key(s)].append(i)
+    for i, key in enumerate(_keys(samples)):
+        groups[key].append(i)
     keys = sorted(groups)
     order = np.random.default_rng(int(seed)).permutation(len(keys))
     n = len(samples)
@@ -94,16 +105,16 @@ def draw_splits(
 
 
 def assign_splits(
-    samples: Sequence[Sample],
+    dataset: MultiGranularDataset,
     seed: int = DEFAULT_SPLIT_SEED,
     val_fraction: float = DEFAULT_VAL_FRACTION,
     test_fraction: float = DEFAULT_TEST_FRACTION,
-) -> list[Sample]:
-    """Copies of ``samples`` with a drawn ``split`` (the inputs are not modified)."""
-    names = draw_splits(samples, seed, val_fraction, test_fraction)
-    out = [dataclasses.replace(s, split=name) for s, name in zip(samples, names)]
+) -> MultiGranularDataset:
+    """``dataset`` with a drawn ``split`` per sample (a new container; the input is not modified)."""
+    names = draw_splits(dataset, seed, val_fraction, test_fraction)
+    out = dataset.with_table(dataset.table.replace(split=Interned.of(names)))
     counts = {name: names.count(name) for name in SPLITS}
-    n_groups = len({group_key(s) for s in samples})
+    n_groups = len(set(_keys(dataset)))
     log.info(
         "data: drew splits (split_seed=%s, val_fraction=%s, test_fraction=%s, %d groups): %s",
         seed, val_fraction, test_fraction, n_groups, counts,

@@ -29,7 +29,8 @@ from typing import Sequence
 import numpy as np
 
 from .problems import DataValidationError, Problem
-from .sample import SPLITS, ImageRef, MultiGranularDataset, Sample
+from .sample import SPLITS, ImageRef
+from .dataset import MultiGranularDataset
 
 log = logging.getLogger(__name__)
 
@@ -103,34 +104,46 @@ def _check_files(paths: list) -> list[str | None]:
                          unit="img", disable=len(paths) <= PROGRESS_MIN_IMAGES))
 
 
-def _image_problems(samples: Sequence[Sample], name: str, mode: str | bool | None = "all") -> list[tuple[int, Problem]]:
+def _image_problems(dataset: MultiGranularDataset, mode: str | bool | None = "all") -> list[tuple[int, Problem]]:
     """Problems of image arrays and files (the files of ``check_plan(mode)``); a sample without an origin
-    is named by the file (paths) or the dataset ``name`` (arrays)."""
-    by_path: dict[str, list[int]] = {}
-    sources: list[int] = []  # samples whose image is an ImageRef (a shard member): checked by its check()
+    is named by the file (paths) or the dataset's name (arrays)."""
+    name, images = dataset.name, dataset.table.images
     out: list[tuple[int, Problem]] = []
-    for i, s in enumerate(samples):
-        if isinstance(s.image, np.ndarray):
-            msg = _check_array(s.image, f"sample {s.id!r}")
-            if msg:
-                out.append((i, Problem.at(s.origin, "image", msg, s.id) if s.origin else Problem(name, "image", msg, sample=s.id)))
-        elif isinstance(s.image, (str, Path)):
-            by_path.setdefault(str(s.image), []).append(i)
-        elif isinstance(s.image, ImageRef):
-            sources.append(i)
-        else:
-            msg = f"image is neither an array nor a path: {type(s.image).__name__}"
-            out.append((i, Problem.at(s.origin, "image", msg, s.id) if s.origin else Problem(name, "image", msg, sample=s.id)))
-    paths = list(by_path)
-    # files (each distinct path once), then images that live elsewhere (shard members), checked alike
-    items: list = paths + [samples[i].image for i in sources]
-    owners = [by_path[p] for p in paths] + [[i] for i in sources]
+
+    def problem(i: int, field: str, msg: str, where: object = None) -> Problem:
+        s = dataset[i]
+        return Problem.at(s.origin, field, msg, s.id) if s.origin else Problem(where or name, field, msg, sample=s.id)
+
+    if images.paths is not None:  # every image is a file: each distinct path once
+        by_path: dict[str, list[int]] = {}
+        for i, p in enumerate(images.paths):
+            by_path.setdefault(p, []).append(i)
+        items: list = list(by_path)
+        owners = list(by_path.values())
+    elif images.packed is not None:  # e.g. shard members, checked by their own check()
+        items = [images[i] for i in range(len(images))]
+        owners = [[i] for i in range(len(images))]
+    else:
+        items, owners = [], []
+        for i in range(len(images)):
+            image = images[i]
+            if isinstance(image, np.ndarray):
+                msg = _check_array(image, f"sample {dataset.sample_id(i)!r}")
+                if msg:
+                    out.append((i, problem(i, "image", msg)))
+            elif isinstance(image, (str, Path, ImageRef)):
+                items.append(str(image) if isinstance(image, Path) else image)
+                owners.append([i])
+            else:
+                msg = f"image is neither an array nor a path: {type(image).__name__}"
+                out.append((i, problem(i, "image", msg)))
     plan, k = check_plan(mode, len(items))
     pick = list(range(len(items))) if plan == "all" else []
     if plan == "sample":
         pick = np.sort(np.random.default_rng(SAMPLE_SEED).choice(len(items), size=k, replace=False)).tolist()
     if items:
-        what = "image files" if not sources else "images (files or shard members)"
+        refs = any(isinstance(x, ImageRef) for x in items)
+        what = "images (files or shard members)" if refs else "image files"
         log.info("data: %s: opened %d of %d %s before training (data.check_images=%s%s)", name, len(pick),
                  len(items), what, mode, "" if plan == "all" else f": {plan}; the others are checked while loading")
     results = _check_files([items[j] for j in pick]) if pick else []
@@ -138,20 +151,18 @@ def _image_problems(samples: Sequence[Sample], name: str, mode: str | bool | Non
         if msg is None:
             continue
         for i in owners[j]:
-            s = samples[i]
+            s = dataset[i]
             field = s.origin.image_field if s.origin and s.origin.image_field else "image"
             prob = Problem.at(s.origin, field, msg, s.id)
             if s.origin is None:
-                prob = Problem(items[j] if j < len(paths) else name, field, msg, sample=s.id)
+                prob = Problem(items[j] if isinstance(items[j], str) else name, field, msg, sample=s.id)
             out.append((i, prob))
     return out
 
 
 def _source(dataset: MultiGranularDataset) -> str:
-    for s in dataset.samples[:1]:
-        if s.origin is not None:
-            return s.origin.file
-    return dataset.name
+    o = dataset.table.origin_of(0) if len(dataset) else None
+    return o.file if o is not None else dataset.name
 
 
 def find_problems(
@@ -160,15 +171,21 @@ def find_problems(
     require_labels: Sequence[str] = (),
     check_images: str | bool = "auto",
 ) -> list[tuple[int | None, Problem]]:
-    """Every problem, with the index of the bad sample (``None`` for a problem of the whole dataset)."""
+    """Every problem, with the index of the bad sample (``None`` for a problem of the whole dataset). Reads
+    the dataset's columns: checks of labels, targets and splits run once per distinct value."""
     out: list[tuple[int | None, Problem]] = []
     source = _source(dataset)
+    table = dataset.table
 
-    def problem(s: Sample, field: str, message: str) -> Problem:
+    def problem(i: int, field: str, message: str) -> Problem:
         # located at the sample's origin; samples without one (embedded sets) name the dataset
+        s = dataset[i]
         if s.origin is None:
             return Problem(dataset.name, field, message, sample=s.id)
         return Problem.at(s.origin, field, message, s.id)
+
+    def samples_with(col, code: int) -> list[int]:
+        return np.flatnonzero(col.codes == code).tolist()
 
     absent = [g for g in (required_levels or ()) if g not in dataset.levels]
     for g in absent:
@@ -179,39 +196,46 @@ def find_problems(
     levels = [g for g in (required_levels or dataset.levels) if g in dataset.levels]
 
     first: dict[str, int] = {}
-    for i, s in enumerate(dataset.samples):
-        if s.id in first:
-            j = first[s.id]
-            o = dataset.samples[j].origin
+    for i, sid in enumerate(table.ids):
+        j = first.setdefault(sid, i)
+        if j != i:
+            o = table.origin_of(j)
             first_at = f" (first at {Problem.at(o, None, '', None).where()})" if o is not None else ""
-            out.append((i, problem(s, "id", f"duplicate id {s.id!r}{first_at}")))
-        else:
-            first[s.id] = i
+            out.append((i, problem(i, "id", f"duplicate id {sid!r}{first_at}")))
 
-    for i, s in enumerate(dataset.samples):
-        if s.split is not None and s.split not in SPLITS:
-            out.append((i, problem(s, "split", f"split {s.split!r} is not one of {list(SPLITS)}")))
+    for code, value in enumerate(table.split.values):
+        if value not in SPLITS:
+            for i in samples_with(table.split, code):
+                out.append((i, problem(i, "split", f"split {value!r} is not one of {list(SPLITS)}")))
 
     for g in levels:
         vocab = set(dataset.vocab.get(g, ()))
-        for i, s in enumerate(dataset.samples):
-            labels = s.labels.get(g, ())
+        col = table.labels.get(g)
+        bad: list[tuple[int, str, str]] = []
+        for code, labels in enumerate(col.values if col is not None else ()):
             unknown = [lab for lab in labels if lab not in vocab]
             if unknown:
-                out.append((i, problem(s, f"labels.{g}", f"unknown label(s) {unknown} at level {g!r}; "
-                                       f"the vocabulary is {list(dataset.vocab[g])}")))
+                msg = f"unknown label(s) {unknown} at level {g!r}; the vocabulary is {list(dataset.vocab[g])}"
+                bad.extend((i, f"labels.{g}", msg) for i in samples_with(col, code))
             if g in require_labels and not labels:
-                out.append((i, problem(s, f"labels.{g}", f"empty label set at level {g!r}, where labels are required")))
+                msg = f"empty label set at level {g!r}, where labels are required"
+                bad.extend((i, f"labels.{g}", msg) for i in samples_with(col, code))
+        if g in require_labels:
+            none = np.flatnonzero(col.codes < 0) if col is not None else np.arange(len(dataset))
+            msg = f"empty label set at level {g!r}, where labels are required"
+            bad.extend((int(i), f"labels.{g}", msg) for i in none)
+        for i, field, msg in sorted(bad, key=lambda b: b[0]):  # in sample order, as one pass would find them
+            out.append((i, problem(i, field, msg)))
 
     for task, spec in dataset.task_specs.items():
         n = len(spec.classes)
-        have = [s.targets.get(task) is not None for s in dataset.samples]
-        for i, s in enumerate(dataset.samples):
-            t = s.targets.get(task)
-            if t is None:
-                if any(have):
-                    out.append((i, problem(s, f"targets.{task}", f"no target for task {task!r}")))
-                continue
+        col = table.targets.get(task)
+        if col is None:
+            continue
+        bad = []
+        if np.any(col.codes >= 0):
+            bad.extend((int(i), f"no target for task {task!r}") for i in np.flatnonzero(col.codes < 0))
+        for code, t in enumerate(col.values):
             if spec.kind == "multiclass":
                 ok = isinstance(t, (int, np.integer)) and not isinstance(t, bool) and 0 <= int(t) < n
                 want = f"a class index in [0, {n})"
@@ -219,10 +243,12 @@ def find_problems(
                 ok = isinstance(t, (tuple, list)) and len(t) == n and all(v in (0, 1) for v in t)
                 want = f"{n} values 0/1"
             if not ok:
-                out.append((i, problem(s, f"targets.{task}", f"target {t!r} for task {task!r} is not {want}")))
+                bad.extend((i, f"target {t!r} for task {task!r} is not {want}") for i in samples_with(col, code))
+        for i, msg in sorted(bad, key=lambda b: b[0]):
+            out.append((i, problem(i, f"targets.{task}", msg)))
 
     if check_images not in (False, "none"):
-        out.extend(_image_problems(dataset.samples, dataset.name, check_images))
+        out.extend(_image_problems(dataset, check_images))
     return out
 
 

@@ -34,7 +34,9 @@ from .jsonl import check_meta, levels_and_vocab, no_gc, parse_record
 from .options import take
 from .problems import Problem, ProblemLog
 from .registry import DataConfigError, register_format
-from .sample import MultiGranularDataset, Origin, Sample
+from .sample import Origin
+from .dataset import MultiGranularDataset
+from .table import SampleTable, TableBuilder
 from .index_cache import cache_option, check_index_cache, iter_index
 from .shards import ShardMember, index_shard
 
@@ -128,32 +130,26 @@ def _parse_shard(meta: dict, shard: str) -> dict:
     return {"samples": out, "problems": problems, "targets": any_targets}
 
 
-def _samples(shard: str, entry: dict, problems: ProblemLog, strings: dict) -> list[Sample]:
-    """The samples of one shard's cached entry; equal texts and label sets share one object (``strings``),
-    which keeps a corpus with repeated texts small."""
+def _append(b: TableBuilder, shard: str, entry: dict, problems: ProblemLog) -> None:
+    """Append the samples of one shard's cached entry to the columns (equal texts and label sets are
+    stored once, see :mod:`bench.data.table`)."""
     for key, member, message in entry["problems"]:
         problems.add(Problem(shard, member, message, sample=key))
-    out = []
     for sid, name, offset, size, texts, labels, targets, pid, split in entry["samples"]:
-        texts = {strings.setdefault(g, g): None if t is None else strings.setdefault(t, t) for g, t in texts.items()}
-        labels = {strings.setdefault(g, g): strings.setdefault(tuple(v), tuple(v)) for g, v in labels.items()}
-        targets = {t: strings.setdefault(tuple(v), tuple(v)) if isinstance(v, list) else v for t, v in targets.items()}
-        out.append(Sample(sid, ShardMember(shard, name, offset, size), texts, labels, targets, pid, split,
-                          Origin(shard, image_field=name)))
-    return out
+        b.append(sid, ShardMember(shard, name, offset, size), texts, labels, targets, pid, split,
+                 Origin(shard, image_field=name))
 
 
-def _load(shards: list[str], opt: dict, meta: dict, meta_key: str) -> tuple[list[Sample], ProblemLog, bool]:
+def _load(shards: list[str], opt: dict, meta: dict, meta_key: str) -> tuple[SampleTable, ProblemLog, bool]:
     index = iter_index(shards, cache_option(opt["index_cache"]), functools.partial(parse_shard, meta), key=meta_key,
                        workers=opt["index_workers"])
     problems = ProblemLog()
-    samples: list[Sample] = []
-    strings: dict = {}
+    b = TableBuilder()
     any_targets = False
     for shard, entry in zip(shards, index):  # one shard's raw entry at a time
-        samples.extend(_samples(shard, entry, problems, strings))
+        _append(b, shard, entry, problems)
         any_targets = any_targets or entry["targets"]
-    return samples, problems, any_targets
+    return b.build(), problems, any_targets
 
 
 @register_format(FMT, options=Options)

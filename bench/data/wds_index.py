@@ -24,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    splits = {k: sum(s.split == k for s in ds.samples) for k in ("train", "val", "test", None)}
+    names = ds.split_names()
+    splits = {k: names.count(k) for k in ("train", "val", "test", None)}
     print(f"{ds.name}: {len(ds)} samples; levels {list(ds.levels)}; tasks {sorted(ds.task_specs)}; splits "
           + ", ".join(f"{k or 'none'} {n}" for k, n in splits.items() if n))
     return 0

@@ -20,7 +20,8 @@ import shutil
 from pathlib import Path
 
 from ..errors import DataConfigError
-from .sample import MultiGranularDataset, Sample
+from .sample import Sample
+from .dataset import MultiGranularDataset
 
 SHARD_NAME = "shard-%06d.tar"
 META_FILE = "meta.json"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.data import DataConfigError, Sample, build_dataset
+from bench.data import DataConfigError, MultiGranularDataset, Sample, build_dataset
 from bench.data.missing import drop_texts
 from bench.data.splits import assign_splits, draw_splits, normalize_split
 
@@ -41,10 +41,12 @@ def test_drawn_splits_grouped_by_patient_and_deterministic():
 
 
 def test_drawn_splits_without_patients_exact_fractions_and_copies():
-    ss = samples(100)
-    out = assign_splits(ss, seed=0, val_fraction=0.1, test_fraction=0.1)
-    assert [s.split for s in out].count("val") == 10 and [s.split for s in out].count("test") == 10
-    assert all(s.split is None for s in ss)  # inputs untouched
+    ds = MultiGranularDataset(samples(100), LEVELS)
+    out = assign_splits(ds, seed=0, val_fraction=0.1, test_fraction=0.1)
+    assert out.split_names().count("val") == 10 and out.split_names().count("test") == 10
+    assert out.split_names() == draw_splits(samples(100), seed=0, val_fraction=0.1, test_fraction=0.1)
+    assert all(s is None for s in ds.split_names())  # input untouched
+    assert [s.texts for s in out] == [s.texts for s in ds]
 
 
 def test_fraction_checks():
@@ -135,16 +137,18 @@ def test_missing_levels_restricts(tmp_path):
         build_dataset({"format": "jsonl", "path": path, "missing_rate": 1.5})
 
 
-def test_drop_texts_copies_samples():
+def test_drop_texts_leaves_the_input_and_other_levels():
     ss = samples(50, split="train")
-    before = [dict(s.texts) for s in ss]
-    out, counts = drop_texts(ss, ["disease"], 0.4, seed=0)
+    ds = MultiGranularDataset(ss, LEVELS)
+    out, counts = drop_texts(ds, ["disease"], 0.4, seed=0)
     assert counts == {"disease": 20}
-    assert [s.texts for s in ss] == before  # shared samples not mutated
-    changed = [i for i, (s, t) in enumerate(zip(out, ss)) if s is not t]
+    assert list(ds.samples) == ss  # the input dataset is not modified
+    changed = [i for i, (s, t) in enumerate(zip(out, ss)) if s != t]
     assert len(changed) == 20 and all(out[i].texts["disease"] is None for i in changed)
+    assert all("disease" in out[i].texts for i in changed)  # the level stays, its text is None
+    assert out.texts("category") == ds.texts("category") and out.texts("description") == ds.texts("description")
     # independent of sample order
-    out2, _ = drop_texts(list(reversed(ss)), ["disease"], 0.4, seed=0)
+    out2, _ = drop_texts(MultiGranularDataset(list(reversed(ss)), LEVELS), ["disease"], 0.4, seed=0)
     assert {s.id for s in out if s.texts["disease"] is None} == {s.id for s in out2 if s.texts["disease"] is None}
 
 

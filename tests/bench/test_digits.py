@@ -7,7 +7,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 from bench.data import digits as D
-from bench.data.sample import MultiGranularDataset
+from bench.data.dataset import MultiGranularDataset
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from bench.data import fundus_synth as F
 from bench.data.fundus_synth import dataset as fundus_dataset
 from bench.data.fundus_synth.cli import main as fundus_cli
 from bench.data.fundus_synth.text import NORMAL_SENTENCES
-from bench.data.sample import MultiGranularDataset
+from bench.data.dataset import MultiGranularDataset
 from bench.errors import DataConfigError
 
 R = 32  # small images keep the tests fast; the rules do not depend on the resolution

@@ -218,7 +218,8 @@ def test_model_init_folder_without_encoder_is_refused(tmp_path):
 
 # -- overlap -----------------------------------------------------------------------------------------------
 def test_overlap_by_id_patient_or_pixels_is_refused_naming_both():
-    from bench.data.sample import MultiGranularDataset, Sample
+    from bench.data.sample import Sample
+    from bench.data.dataset import MultiGranularDataset
     from bench.overlap import DataOverlapError, check_overlap
 
     def ds(ids, values, patients=None):

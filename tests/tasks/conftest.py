@@ -11,7 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-from bench.data.sample import MultiGranularDataset, Sample, TaskSpec
+from bench.data.sample import Sample, TaskSpec
+
+from bench.data.dataset import MultiGranularDataset
 
 
 class MeanColour(nn.Module):

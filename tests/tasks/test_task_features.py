@@ -80,8 +80,11 @@ def test_cache_misses_on_every_change_that_matters(tmp_path, colour_model, colou
     # the split name changes (same samples)
     assert _count_miss(cache, model, ds, split="val") == 1
     # one pixel of one image changes
-    ds.samples[3] = dataclasses.replace(ds.samples[3], image=ds.samples[3].image.copy())
-    ds.samples[3].image[0, 0, 0] ^= 1
+    samples = list(ds.samples)
+    image = samples[3].image.copy()
+    image[0, 0, 0] ^= 1
+    samples[3] = dataclasses.replace(samples[3], image=image)
+    ds = type(ds)(samples, ds.levels, ds.vocab, ds.task_specs, name=ds.name)
     assert _count_miss(cache, model, ds) == 1
     # other samples
     assert _count_miss(cache, model, splits["test"]) == 1

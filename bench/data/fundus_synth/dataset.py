@@ -12,7 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from ..sample import MultiGranularDataset, Sample
+from ..sample import Sample
+
+from ..dataset import MultiGranularDataset
 from . import cache
 from .draw import render
 from ..registry import register_format

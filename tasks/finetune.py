@@ -14,8 +14,9 @@ modified), as in the MGLL downstream code (paper.md section 2.6):
   normalised pixels; ``none`` (``false``); ``mgll``: the MGLL downstream transform
   (``bench.data.transforms`` preset ``mgll_finetune``: flips, rotation 30 degrees, colour jitter 0.6,
   RandomResizedCrop 0.9-1.0 bicubic, drawn per (seed, epoch, sample) in the loader's workers) with
-  mean = std = 0.5 normalisation, also for val and test (as MGLL's code; the encoder's own statistics
-  otherwise);
+  mean = std = 0.5 normalisation; val and test then use MGLL's eval transform too (preset
+  ``mgll_finetune_eval``: resize bicubic, mean = std = 0.5; with the other values, the encoder's own
+  resize and statistics);
 - model selection: after every epoch, accuracy on val (the metric ``acc`` of :mod:`tasks.metrics`); the
   epoch with the best val accuracy (ties -> the earliest) is restored, then one pass on test.
 
@@ -263,7 +264,8 @@ class Finetune(Task):
         from bench.data.loader import eval_batches
 
         device = model_device(model)
-        for _, x in eval_batches(dataset, int(model.resolution), self.options.batch_size, device=device):
+        for _, x in eval_batches(dataset, int(model.resolution), self.options.batch_size, device=device,
+                                 preset="mgll_finetune_eval"):  # MGLL's val/test: Resize bicubic, mean = std = 0.5
             yield _normalize(x, device, HALF, HALF)
 
     def _predict(self, model, encoder, head, dataset, kind) -> np.ndarray:

@@ -18,6 +18,7 @@ Presets (operations in this order, each only when the preset has it):
 ``mgll_finetune``  the released MGLL downstream transform (section 2.6): horizontal and vertical flips
                  p = 1/2, RandomRotation 30 degrees (nearest, fill 0), ColorJitter(0.6, 0.6, 0.6),
                  RandomResizedCrop scale (0.9, 1.0) bicubic; mean = std = 0.5 (a fine-tuning preset)
+``mgll_finetune_eval``  its val / test transform: resize to R x R bicubic (antialiased); mean = std = 0.5
 ===============  =========================================================================================
 
 Colour jitter follows torchvision's ``ColorJitter``: each factor uniform in ``[max(0, 1 - j), 1 + j]``,
@@ -55,6 +56,7 @@ class Preset:
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
     mean: tuple[float, float, float] | None = None  # None: the model's image.mean
     std: tuple[float, float, float] | None = None
+    resize: str = "bilinear"  # the interpolation of a plain resize (no crop): bilinear or bicubic
 
     @property
     def random(self) -> bool:
@@ -86,7 +88,8 @@ class Preset:
             i, j, h, w = crop_box(x.shape[-2], x.shape[-1], self.crop_scale, self.crop_ratio, g)
             x = TF.resized_crop(x, i, j, h, w, [size, size], interpolation=InterpolationMode.BICUBIC, antialias=True)
         elif tuple(x.shape[-2:]) != (size, size):
-            x = TF.resize(x, [size, size], interpolation=InterpolationMode.BILINEAR, antialias=True)
+            mode = InterpolationMode.BICUBIC if self.resize == "bicubic" else InterpolationMode.BILINEAR
+            x = TF.resize(x, [size, size], interpolation=mode, antialias=True)
         return x.permute(1, 2, 0).contiguous()
 
 
@@ -98,6 +101,7 @@ PRESETS = {
                    std=IMAGENET_STD),
     "mgll_finetune": Preset("mgll_finetune", hflip=0.5, vflip=0.5, rotate=30.0, jitter=(0.6, 0.6, 0.6),
                             crop_scale=(0.9, 1.0), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
+    "mgll_finetune_eval": Preset("mgll_finetune_eval", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), resize="bicubic"),
 }
 
 #: the presets ``train.augment`` accepts (pretraining)

@@ -43,6 +43,19 @@ def test_statistics_of_the_presets():
     assert set(PRETRAIN_PRESETS) == set(AUGMENT_PRESETS)
 
 
+def test_mgll_finetune_eval_is_a_bicubic_resize():
+    # paper.md 2.6: val/test are T.Resize(224, bicubic) of PIL images, with mean = std = 0.5
+    from PIL import Image
+
+    x = image(40, 40)
+    e = PRESETS["mgll_finetune_eval"]
+    assert e.mean == e.std == (0.5, 0.5, 0.5) and not e.random
+    got = e(x, 24).numpy().astype(int)
+    pil = np.asarray(Image.fromarray(x).resize((24, 24), Image.BICUBIC)).astype(int)
+    assert np.abs(got - pil).max() <= 1  # PIL's antialiased bicubic, up to uint8 rounding
+    assert np.abs(PRESETS["none"](x, 24).numpy().astype(int) - pil).max() > 4  # the bilinear resize differs
+
+
 def test_none_resizes_and_flip_is_identity_or_mirror():
     x = image()
     assert torch.equal(PRESETS["none"](image(32, 32), 32), torch.from_numpy(image(32, 32)))

@@ -32,14 +32,19 @@ def test_mgll_preset_pixels_and_deterministic_run(colour_splits):
     splits = colour_splits("multilabel", {"train": 24, "val": 12, "test": 12})
     model = _tiny()
     task = build("finetune", target="channels", epochs=1, batch_size=8, augment="mgll")
-    # val/test: the images resized to 16 px, (x / 255 - 0.5) / 0.5
+    # val/test: MGLL's eval transform, T.Resize(16, bicubic) of the image, then (x / 255 - 0.5) / 0.5
+    from torchvision import transforms as T
+
     test = splits["test"]
+    assert test.image(0).shape[0] != 16  # the resize is exercised
     got = torch.cat(list(task._eval_pixels(model, test)))
-    want = torch.stack([torch.from_numpy(test.image(i)) for i in range(len(test))])
-    want = torch.nn.functional.interpolate(want.permute(0, 3, 1, 2).float(), size=(16, 16), mode="bilinear",
-                                           antialias=True) if want.shape[1] != 16 else want.permute(0, 3, 1, 2).float()
+    resize = T.Resize((16, 16), interpolation=T.InterpolationMode.BICUBIC, antialias=True)
+    want = torch.stack([resize(torch.from_numpy(test.image(i)).permute(2, 0, 1)) for i in range(len(test))]).float()
     assert got.shape == (len(test), 3, 16, 16)
-    assert torch.allclose(got, want / 127.5 - 1, atol=2 / 255 + 1e-6)
+    assert ((got + 1) * 127.5 - want).abs().max() <= 1 + 1e-4  # uint8 rounding of the two resize kernels
+    bilinear = torch.nn.functional.interpolate(torch.stack([torch.from_numpy(test.image(i)) for i in range(len(test))])
+                                               .permute(0, 3, 1, 2).float(), size=(16, 16), mode="bilinear")
+    assert ((got + 1) * 127.5 - bilinear).abs().max() > 4  # not the bilinear resize of the other presets
     # train: augmented, in [-1, 1], drawn per (seed, epoch, sample)
     order = np.arange(len(splits["train"]))
     a = list(task._train_pixels(model, splits["train"], order, 1))

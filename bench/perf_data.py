@@ -8,10 +8,12 @@
   and workers (npz: open_clip cannot read it). Timed from the second batch (worker start-up excluded).
   Format ``wds``: the JPEG files exported as WebDataset shards, read with ``data.format=wds``, next to the
   stages of open_clip's webdataset pipeline (:mod:`bench.perf_wds`).
-- **memory / start-up**: a fresh process per corpus size (``--sizes``, default 10k and 100k samples)
-  builds the dataset (``data.format=jsonl``, ``data.check_images=auto``), the tiny model at the resolution,
-  and runs ``--steps`` pretraining steps with 2 workers; reported: the peak RSS of the main process and of
-  the largest worker, and the seconds from the command to the end of the first training step. The manifests
+- **memory / start-up**: a fresh process per corpus size (``--sizes``, default 10k and 100k samples) and
+  format (``--memory-formats``: ``jsonl``, and ``wds``, the same corpus exported as shards of 1000) builds
+  the dataset (``data.check_images=auto``), the tiny model at the resolution, and runs ``--steps``
+  pretraining steps with 2 workers; reported: the RSS once the dataset is built, the peak RSS of the main
+  process and of the largest worker, and the seconds from the command to the end of the first training
+  step. The manifests
   of these corpora reuse the drawn image files cyclically (distinct ids and texts per sample): the data
   path's memory depends on the number of samples, not of distinct files.
 - **wait share**: the share of the loop's time spent waiting for a batch, with 2 workers, the tiny ViT at
@@ -118,8 +120,10 @@ def open_clip_pipeline(manifest: Path, workers: int, n_images: int, batch: int, 
     return seen / (time.perf_counter() - t0)
 
 
-def probe(manifest: str, resolution: int, steps: int, workers: int, batch: int, launched: float) -> dict:
-    """In a fresh process: dataset, tiny model, ``steps`` pretraining steps through the loader."""
+def probe(manifest: str, resolution: int, steps: int, workers: int, batch: int, launched: float,
+          fmt: str = "jsonl") -> dict:
+    """In a fresh process: dataset (``data.format=fmt`` at ``manifest``), tiny model, ``steps`` pretraining
+    steps through the loader."""
     import torch
 
     from .cell import build_objective
@@ -133,7 +137,8 @@ def probe(manifest: str, resolution: int, steps: int, workers: int, batch: int, 
     torch.set_num_threads(1)
     cfg = merge(parse_overrides([f"data.resolution={resolution}", f"train.batch_size={batch}",
                                  "image.patch_size=16" if resolution >= 128 else "image.patch_size=8"]))
-    data = build_dataset({"format": "jsonl", "path": manifest, "workers": workers})
+    data = build_dataset({"format": fmt, "path": manifest, "workers": workers})
+    rss_data = _rss_mib()
     objective = build_objective(merge(parse_overrides(["objective.name=clip", "objective.level=disease"])))
     model = build_model(cfg, objective)
     batching = prepare_levels(model, data, ["disease"], False)
@@ -151,9 +156,18 @@ def probe(manifest: str, resolution: int, steps: int, workers: int, batch: int, 
             t_first = time.time() - launched
     loop = time.perf_counter() - t_loop if t_loop else float("nan")
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"samples": len(data), "startup_s": t_first, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    return {"format": fmt, "samples": len(data), "startup_s": t_first, "rss_after_data_mib": rss_data,
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "worker_peak_rss_mib": kids, "wait_share": (batches.wait_s - wait0) / loop if t_loop else float("nan"),
             "steps": steps, "workers": workers, "resolution": resolution}
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def _private_dirty_mib() -> float:
@@ -190,9 +204,9 @@ def cow_growth(manifest: Path) -> dict:
     return out
 
 
-def run_probe(manifest: Path, resolution: int, steps: int, workers: int, batch: int) -> dict:
+def run_probe(manifest: Path, resolution: int, steps: int, workers: int, batch: int, fmt: str = "jsonl") -> dict:
     cmd = [sys.executable, "-m", "bench.perf_data", "_probe", str(manifest), str(resolution), str(steps), str(workers),
-           str(batch), repr(time.time())]
+           str(batch), repr(time.time()), fmt]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -200,8 +214,8 @@ def run_probe(manifest: Path, resolution: int, steps: int, workers: int, batch: 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["_probe"]:
-        m, r, s, w, b, t = argv[1:7]
-        print(json.dumps(probe(m, int(r), int(s), int(w), int(b), float(t))))
+        m, r, s, w, b, t, f = argv[1:8]
+        print(json.dumps(probe(m, int(r), int(s), int(w), int(b), float(t), f)))
         return 0
     ap = argparse.ArgumentParser(prog="python -m bench.perf data", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -215,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--formats", nargs="+", default=list(FORMATS), choices=FORMATS)
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000],
                     help="corpus sizes of the memory / start-up probe (default 10000 100000)")
+    ap.add_argument("--memory-formats", nargs="+", default=["jsonl", "wds"], choices=["jsonl", "wds"],
+                    help="data formats of the memory / start-up probe (default jsonl wds; wds: the corpus as shards)")
     ap.add_argument("--steps", type=int, default=30, help="training steps per probe (default 30)")
     ap.add_argument("--skip", nargs="*", default=[], choices=["throughput", "memory", "wait"],
                     help="parts to leave out (memory includes the copy-on-write measurement)")
@@ -239,8 +255,14 @@ def main(argv: list[str] | None = None) -> int:
                 res["throughput"].append({"format": fmt, "workers": w, "ours_img_s": a, "open_clip_img_s": b})
     if "memory" not in args.skip:
         m = draw(args.dir, "jpg", args.files, args.source_resolution)
-        for n in args.sizes:
-            res["memory"].append(run_probe(corpus_manifest(m, n), args.resolution, args.steps, 2, args.batch))
+        for fmt in args.memory_formats:
+            for n in args.sizes:
+                path = corpus_manifest(m, n)
+                if fmt == "wds":  # the same corpus as shards (the JPEG bytes copied)
+                    from . import perf_wds
+
+                    path = perf_wds.make_shards(path, path.parent.with_name(f"{path.stem}_wds"), shard_size=1000)
+                res["memory"].append(run_probe(path, args.resolution, args.steps, 2, args.batch, fmt))
         res["cow"] = cow_growth(corpus_manifest(m, max(args.sizes)))
     if "wait" not in args.skip:
         m = draw(args.dir, "png", args.files, 64)
@@ -260,9 +282,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{r['format']:>6} {r['workers']:>7} {mine:8.1f} {ocs:>10} {ratio:>6}")
     if res["memory"]:
         print(f"\npretraining probe ({args.steps} steps, 2 workers, tiny ViT at {args.resolution} px)")
-        print(f"{'samples':>8} {'peak RSS MiB':>13} {'worker MiB':>11} {'startup s':>10}")
+        print(f"{'format':>6} {'samples':>8} {'RSS after data MiB':>19} {'peak RSS MiB':>13} {'worker MiB':>11} "
+              f"{'startup s':>10}")
         for r in res["memory"]:
-            print(f"{r['samples']:>8} {r['peak_rss_mib']:13.0f} {r['worker_peak_rss_mib']:11.0f} {r['startup_s']:10.1f}")
+            print(f"{r['format']:>6} {r['samples']:>8} {r['rss_after_data_mib']:19.0f} {r['peak_rss_mib']:13.0f} "
+                  f"{r['worker_peak_rss_mib']:11.0f} {r['startup_s']:10.1f}")
+        for fmt in args.memory_formats:
+            rows = sorted((r for r in res["memory"] if r["format"] == fmt), key=lambda r: r["samples"])
+            if len(rows) > 1:
+                a, b = rows[0], rows[-1]
+                print(f"{fmt}: peak RSS at {b['samples']} vs {a['samples']} samples: "
+                      f"{100 * (b['peak_rss_mib'] / a['peak_rss_mib'] - 1):+.1f} % (goal: within 10 %)")
     if res["cow"]:
         c = res["cow"]
         print(f"\nmemory a forked worker dirties reading all {c['samples']} paths: {c['numpy_tables_mib']:.1f} MiB "

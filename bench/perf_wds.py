@@ -23,16 +23,17 @@ from pathlib import Path
 SHARD_SIZE = 64
 
 
-def make_shards(manifest: Path) -> Path:
-    """Shards of the samples of a ``jsonl`` manifest (cached next to it); the shard folder."""
-    out = manifest.parent.with_name(manifest.parent.name + "_wds")
+def make_shards(manifest: Path, out: Path | None = None, shard_size: int = SHARD_SIZE) -> Path:
+    """Shards of the samples of a ``jsonl`` manifest, in ``out`` (default: next to the manifest's folder;
+    cached); the shard folder."""
+    out = out or manifest.parent.with_name(manifest.parent.name + "_wds")
     if (out / "meta.json").exists():
         return out
     from .data import build_dataset
     from .data.export import export
 
     data = build_dataset({"format": "jsonl", "path": str(manifest), "check_images": False})
-    export(data, out, "wds", shard_size=SHARD_SIZE, caption_level="disease", overwrite=True, progress=False)
+    export(data, out, "wds", shard_size=shard_size, caption_level="disease", overwrite=True, progress=False)
     return out
 
 

@@ -47,7 +47,7 @@ from .problems import Problem, ProblemLog
 from .registry import DataConfigError, register_format
 from .sample import SPLITS, Origin, Sample, TaskSpec
 from .dataset import MultiGranularDataset
-from .table import SampleTable, TableBuilder
+from .table import SampleTable, TableBuilder, valid_json
 from .index_cache import cache_option, check_index_cache, iter_index
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ FMT = "jsonl"
 RECORD_KEYS = ("id", "image", "texts", "labels", "targets", "patient_id", "split")
 META_KEYS = ("levels", "vocab", "tasks")
 TASK_KINDS = ("multiclass", "multilabel")
-CACHE_VERSION = 1  # of the cached parse (parse_manifest's output)
+CACHE_VERSION = 2  # of the cached parse (parse_manifest's output; 2: columns)
 PROBLEM_FIELDS = {f.name for f in dataclasses.fields(Problem)}
 
 
@@ -185,52 +185,38 @@ def parse_record(obj: Any, origin: Origin, levels, tasks, base: Path, problems: 
 
 def parse_manifest(meta: dict, header: int | None, given: str, shard: str = "") -> dict:
     """Parse and check every line of the manifest ``given`` against ``meta`` (``header``: the 0-based index
-    of the ``{"meta": ...}`` line, skipped). The result is what the index cache holds (JSON):
-    ``samples`` (``[id, image path, line, texts, labels, targets, patient_id, split]``), ``problems`` (the
-    fields of each :class:`Problem`) and ``targets`` (whether any line has targets)."""
+    of the ``{"meta": ...}`` line, skipped). The result is what the index cache holds (JSON): ``samples``
+    (the columns of the good lines, :meth:`SampleTable.to_json`), ``problems`` (the fields of each
+    :class:`Problem`) and ``targets`` (whether any line has targets)."""
     path = Path(given)
-    lines = path.read_text().splitlines()
-    if header is not None:
-        lines[header] = ""
     problems = ProblemLog()
-    out = []
+    b = TableBuilder()
     any_targets = False
     tasks = meta["tasks"] or None
-    for i, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        origin = Origin(given, line=i)
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            problems.add(Problem.at(origin, None, f"not valid JSON: {e}", f"{given}:{i}"))
-            continue
-        any_targets = any_targets or (isinstance(obj, dict) and bool(obj.get("targets")))
-        s = parse_record(obj, origin, meta["levels"], tasks, path.parent, problems)
-        if s is not None:
-            targets = {t: list(v) if isinstance(v, tuple) else v for t, v in s.targets.items()}
-            out.append([s.id, s.image, i, s.texts, {g: list(v) for g, v in s.labels.items()}, targets, s.patient_id,
-                        s.split])
-    return {"samples": out, "problems": [dataclasses.asdict(p) for p in problems.problems], "targets": any_targets}
+    with open(path) as f:
+        for i, line in enumerate(f, start=1):
+            if i - 1 == header or not line.strip():
+                continue
+            origin = Origin(given, line=i)
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                problems.add(Problem.at(origin, None, f"not valid JSON: {e}", f"{given}:{i}"))
+                continue
+            any_targets = any_targets or (isinstance(obj, dict) and bool(obj.get("targets")))
+            s = parse_record(obj, origin, meta["levels"], tasks, path.parent, problems)
+            if s is not None:
+                b.append_sample(s)
+    return {"samples": b.build().to_json(), "problems": [dataclasses.asdict(p) for p in problems.problems],
+            "targets": any_targets}
 
 
 def _valid(entry: dict) -> bool:
     """Whether a cache entry has the shape :func:`parse_manifest` writes (a damaged one is parsed again)."""
-    rows, problems = entry.get("samples"), entry.get("problems")
-    return (isinstance(rows, list) and isinstance(problems, list) and isinstance(entry.get("targets"), bool)
-            and all(isinstance(r, list) and len(r) == 8 and isinstance(r[3], dict) and isinstance(r[4], dict)
-                    and isinstance(r[5], dict) for r in rows)
+    problems = entry.get("problems")
+    return (isinstance(entry.get("samples"), dict) and valid_json(entry["samples"]) and isinstance(problems, list)
+            and isinstance(entry.get("targets"), bool)
             and all(isinstance(p, dict) and set(p) == PROBLEM_FIELDS for p in problems))
-
-
-def _table(given: str, rows: list) -> SampleTable:
-    """The columns of the cached rows, consumed as they are appended (the parsed rows and the columns are
-    not both alive); no :class:`Sample` object is made."""
-    b = TableBuilder()
-    for j, (sid, image, line, texts, labels, targets, pid, split) in enumerate(rows):
-        rows[j] = None
-        b.append(sid, image, texts, labels, targets, pid, split, Origin(given, line=line, image_field="image"))
-    return b.build()
 
 
 def _load(path: Path, meta: dict, header: int | None, index_cache: Any) -> dict:
@@ -244,7 +230,7 @@ def _load(path: Path, meta: dict, header: int | None, index_cache: Any) -> dict:
     with no_gc():  # 100k+ small objects: the cyclic GC would rescan them again and again
         (entry,) = iter_index([str(path.resolve())], cache_option(index_cache), job, key=key, workers=1, progress=False,
                               valid=_valid)
-        entry["samples"] = _table(given, entry["samples"])
+        entry["samples"] = SampleTable.from_json(entry["samples"])
     return entry
 
 

@@ -163,9 +163,9 @@ class ImageColumn:
         self.packed: Any = None
         self.items: list | None = None
         self.path_type: type = str
-        if images and all(isinstance(x, (str, Path)) for x in images):
+        if all(isinstance(x, (str, Path)) for x in images):  # (no images: an empty path column)
             self.paths = StringTable([str(x) for x in images])
-            self.path_type = Path if all(isinstance(x, Path) for x in images) else str
+            self.path_type = Path if images and all(isinstance(x, Path) for x in images) else str
         elif images and isinstance(images[0], ImageRef) and all(type(x) is type(images[0]) for x in images):
             self.packed = type(images[0]).pack(images)
         if self.paths is None and self.packed is None:
@@ -245,6 +245,60 @@ class SampleTable:
         if columns:
             raise TypeError(f"unknown column(s) {sorted(columns)}")
         return SampleTable(**kw)
+
+
+    # -- a JSON form (the jsonl index cache): lists of codes and values, no object per sample ----------------
+    def to_json(self) -> dict:
+        """The columns as JSON-serialisable lists (image paths only; see :meth:`from_json`)."""
+        if self.images.paths is None:
+            raise ValueError("only a table whose images are file paths has a JSON form")
+
+        def col(c: Interned) -> list:
+            return [c.codes.tolist(), list(c.values)]
+
+        return {"ids": self.ids.tolist(), "images": self.images.paths.tolist(),
+                "path_type": "path" if self.images.path_type is Path else "str",
+                "texts": {g: col(c) for g, c in self.texts.items()}, "labels": {g: col(c) for g, c in self.labels.items()},
+                "targets": {t: col(c) for t, c in self.targets.items()}, "patient": col(self.patient),
+                "split": col(self.split), "origin": col(self.origin), "position": self.position.reshape(-1).tolist(),
+                "key_order": list(self.key_order)}
+
+    @classmethod
+    def from_json(cls, entry: dict) -> "SampleTable":
+        """The table :meth:`to_json` wrote; the entry's lists are consumed (emptied) as they are converted."""
+
+        def col(pair: list) -> Interned:
+            codes, values = pair
+            values = [tuple(v) if isinstance(v, list) else v for v in values]  # JSON has lists, we store tuples
+            out = Interned(np.asarray(codes, dtype=np.int32), tuple(values))
+            pair.clear()
+            if len(out.values) > PACK_STRINGS and all(type(v) is str for v in out.values):
+                out.values = StringTable(out.values)
+            return out
+
+        n = len(entry["ids"])
+        ids = StringTable(entry.pop("ids"))
+        images = ImageColumn.__new__(ImageColumn)
+        images.paths, images.packed, images.items = StringTable(entry.pop("images")), None, None
+        images.path_type = Path if entry["path_type"] == "path" else str
+        kinds = {k: {g: col(c) for g, c in entry.pop(k).items()} for k in ("texts", "labels", "targets")}
+        position = np.asarray(entry.pop("position"), dtype=np.int64).reshape(n, 3)
+        return SampleTable(ids, images, kinds["texts"], kinds["labels"], kinds["targets"], col(entry["patient"]),
+                           col(entry["split"]), col(entry["origin"]), position, tuple(entry["key_order"]))
+
+
+def valid_json(entry: Any) -> bool:
+    """Whether ``entry`` has the shape :meth:`SampleTable.to_json` writes (a damaged cache entry is rebuilt)."""
+    try:
+        n = len(entry["ids"])
+        pairs = [entry["patient"], entry["split"], entry["origin"]]
+        pairs += [c for k in ("texts", "labels", "targets") for c in entry[k].values()]
+        return (len(entry["images"]) == n and len(entry["position"]) == 3 * n and entry["path_type"] in ("path", "str")
+                and isinstance(entry["key_order"], list)
+                and all(isinstance(p, list) and len(p) == 2 and len(p[0]) == n and isinstance(p[1], list)
+                        and (n == 0 or (min(p[0]) >= ABSENT and max(p[0]) < len(p[1]))) for p in pairs))
+    except (KeyError, TypeError, AttributeError, ValueError):
+        return False
 
 
 def _dict(columns: dict[str, Interned], i: int) -> dict:

@@ -56,7 +56,7 @@ FMT = "jsonl"
 RECORD_KEYS = ("id", "image", "texts", "labels", "targets", "patient_id", "split")
 META_KEYS = ("levels", "vocab", "tasks")
 TASK_KINDS = ("multiclass", "multilabel")
-CACHE_VERSION = 2  # of the cached parse (parse_manifest's output; 2: columns)
+CACHE_VERSION = 3  # of the cached parse (parse_manifest's output; 3: columns)
 PROBLEM_FIELDS = {f.name for f in dataclasses.fields(Problem)}
 
 

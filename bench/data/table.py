@@ -7,7 +7,7 @@ pass over it touches every object. :class:`SampleTable` holds the same informati
 per sample:
 
 - ``ids`` and image paths: :class:`StringTable` (one byte buffer + offsets);
-- texts, label sets, targets, patient ids, splits and the origin's file: :class:`Interned` columns, an int32
+- texts, label sets, targets, patient ids, splits, the origin's file and image field: :class:`Interned` columns, an int32
   code per sample into a tuple of the distinct values (so equal texts share one string and one code);
 - images that are neither paths nor arrays (e.g. members of tar shards) are packed by their own
   :meth:`ImageRef.pack <bench.data.sample.ImageRef.pack>` (``ShardTable`` for shards); arrays stay a list.
@@ -197,11 +197,12 @@ class SampleTable:
     labels, of each sample)."""
 
     def __init__(self, ids: StringTable, images: ImageColumn, texts: dict[str, Interned], labels: dict[str, Interned],
-                 targets: dict[str, Interned], patient: Interned, split: Interned, origin: Interned,
+                 targets: dict[str, Interned], patient: Interned, split: Interned, origin: Interned, field: Interned,
                  position: np.ndarray, key_order: tuple[str, ...] = ()):
         self.ids, self.images = ids, images
         self.texts, self.labels, self.targets = texts, labels, targets
-        self.patient, self.split, self.origin = patient, split, origin
+        self.patient, self.split = patient, split
+        self.origin, self.field = origin, field  # the origin's file (None: no origin) and image field
         self.position = position  # int64 [N, 3]: the origin's line, row, record (-1: None)
         self.key_order = key_order
 
@@ -216,11 +217,11 @@ class SampleTable:
         return b.build()
 
     def origin_of(self, i: int) -> Origin | None:
-        base = self.origin.get(i)
-        if base is None:
+        file = self.origin.get(i)
+        if file is None:
             return None
         line, row, record = (None if v < 0 else v for v in self.position[i].tolist())
-        return Origin(base[0], line=line, row=row, record=record, image_field=base[1])
+        return Origin(file, line=line, row=row, record=record, image_field=self.field.get(i))
 
     def sample(self, i: int) -> Sample:
         i = int(i)
@@ -235,12 +236,14 @@ class SampleTable:
         idx = np.asarray(idx, dtype=np.int64).reshape(-1)
         pick = {k: {g: c.take(idx) for g, c in getattr(self, k).items()} for k in ("texts", "labels", "targets")}
         return SampleTable(self.ids.take(idx), self.images.take(idx), pick["texts"], pick["labels"], pick["targets"],
-                           self.patient.take(idx), self.split.take(idx), self.origin.take(idx), self.position[idx],
+                           self.patient.take(idx), self.split.take(idx), self.origin.take(idx), self.field.take(idx),
+                           self.position[idx],
                            self.key_order)
 
     def replace(self, **columns: Any) -> "SampleTable":
         """A copy sharing every column but the ones given (``texts``, ``split``, ...)."""
-        names = ("ids", "images", "texts", "labels", "targets", "patient", "split", "origin", "position", "key_order")
+        names = ("ids", "images", "texts", "labels", "targets", "patient", "split", "origin", "field", "position",
+                 "key_order")
         kw = {k: columns.pop(k, getattr(self, k)) for k in names}
         if columns:
             raise TypeError(f"unknown column(s) {sorted(columns)}")
@@ -260,7 +263,8 @@ class SampleTable:
                 "path_type": "path" if self.images.path_type is Path else "str",
                 "texts": {g: col(c) for g, c in self.texts.items()}, "labels": {g: col(c) for g, c in self.labels.items()},
                 "targets": {t: col(c) for t, c in self.targets.items()}, "patient": col(self.patient),
-                "split": col(self.split), "origin": col(self.origin), "position": self.position.reshape(-1).tolist(),
+                "split": col(self.split), "origin": col(self.origin), "field": col(self.field),
+                "position": self.position.reshape(-1).tolist(),
                 "key_order": list(self.key_order)}
 
     @classmethod
@@ -284,14 +288,15 @@ class SampleTable:
         kinds = {k: {g: col(c) for g, c in entry.pop(k).items()} for k in ("texts", "labels", "targets")}
         position = np.asarray(entry.pop("position"), dtype=np.int64).reshape(n, 3)
         return SampleTable(ids, images, kinds["texts"], kinds["labels"], kinds["targets"], col(entry["patient"]),
-                           col(entry["split"]), col(entry["origin"]), position, tuple(entry["key_order"]))
+                           col(entry["split"]), col(entry["origin"]), col(entry["field"]), position,
+                           tuple(entry["key_order"]))
 
 
 def valid_json(entry: Any) -> bool:
     """Whether ``entry`` has the shape :meth:`SampleTable.to_json` writes (a damaged cache entry is rebuilt)."""
     try:
         n = len(entry["ids"])
-        pairs = [entry["patient"], entry["split"], entry["origin"]]
+        pairs = [entry["patient"], entry["split"], entry["origin"], entry["field"]]
         pairs += [c for k in ("texts", "labels", "targets") for c in entry[k].values()]
         return (len(entry["images"]) == n and len(entry["position"]) == 3 * n and entry["path_type"] in ("path", "str")
                 and isinstance(entry["key_order"], list)
@@ -318,7 +323,7 @@ class TableBuilder:
         self.ids: list[str] = []
         self.images: list = []
         self.cols: dict[str, dict[str, _Column]] = {"texts": {}, "labels": {}, "targets": {}}
-        self.patient, self.split, self.origin = _Column(NONE), _Column(NONE), _Column(NONE)
+        self.patient, self.split, self.origin, self.field = _Column(NONE), _Column(NONE), _Column(NONE), _Column(NONE)
         self.position = array("q")
         self.key_order: dict[str, None] = {}
 
@@ -345,9 +350,11 @@ class TableBuilder:
         self.split.append(split)
         if origin is None:
             self.origin.append(None)
+            self.field.append(None)
             self.position.extend((-1, -1, -1))
         else:
-            self.origin.append((origin.file, origin.image_field))
+            self.origin.append(origin.file)
+            self.field.append(origin.image_field)  # (shards: the member's name, distinct per sample)
             self.position.extend(-1 if v is None else v for v in (origin.line, origin.row, origin.record))
         self.n += 1
 
@@ -359,4 +366,4 @@ class TableBuilder:
         cols = {k: {g: c.build() for g, c in v.items()} for k, v in self.cols.items()}
         position = np.frombuffer(self.position, dtype=np.int64).reshape(-1, 3).copy() if self.n else np.zeros((0, 3), np.int64)
         return SampleTable(ids, images, cols["texts"], cols["labels"], cols["targets"], self.patient.build(),
-                           self.split.build(), self.origin.build(), position, tuple(self.key_order))
+                           self.split.build(), self.origin.build(), self.field.build(), position, tuple(self.key_order))

@@ -120,9 +120,9 @@ def _image_problems(dataset: MultiGranularDataset, mode: str | bool | None = "al
             by_path.setdefault(p, []).append(i)
         items: list = list(by_path)
         owners = list(by_path.values())
-    elif images.packed is not None:  # e.g. shard members, checked by their own check()
-        items = [images[i] for i in range(len(images))]
-        owners = [[i] for i in range(len(images))]
+    elif images.packed is not None:  # e.g. shard members, checked by their own check(); built when picked
+        items = _Packed(images)
+        owners = _Identity()
     else:
         items, owners = [], []
         for i in range(len(images)):
@@ -142,7 +142,7 @@ def _image_problems(dataset: MultiGranularDataset, mode: str | bool | None = "al
     if plan == "sample":
         pick = np.sort(np.random.default_rng(SAMPLE_SEED).choice(len(items), size=k, replace=False)).tolist()
     if items:
-        refs = any(isinstance(x, ImageRef) for x in items)
+        refs = isinstance(items, _Packed) or any(isinstance(x, ImageRef) for x in items)
         what = "images (files or shard members)" if refs else "image files"
         log.info("data: %s: opened %d of %d %s before training (data.check_images=%s%s)", name, len(pick),
                  len(items), what, mode, "" if plan == "all" else f": {plan}; the others are checked while loading")
@@ -158,6 +158,26 @@ def _image_problems(dataset: MultiGranularDataset, mode: str | bool | None = "al
                 prob = Problem(items[j] if isinstance(items[j], str) else name, field, msg, sample=s.id)
             out.append((i, prob))
     return out
+
+
+class _Packed:
+    """The images of a packed column as a sequence (each built when read: no object per sample up front)."""
+
+    def __init__(self, images):
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, j: int):
+        return self.images[j]
+
+
+class _Identity:
+    """``owners[j] == [j]``: one sample per packed image."""
+
+    def __getitem__(self, j: int) -> list[int]:
+        return [j]
 
 
 def _source(dataset: MultiGranularDataset) -> str:

@@ -170,7 +170,8 @@ def test_memory_per_sample_is_small():
             return sum(nbytes(v) for v in x.values())
         return 0
 
-    total = sum(nbytes(getattr(t, k)) for k in ("ids", "texts", "labels", "targets", "patient", "split", "origin", "position"))
+    total = sum(nbytes(getattr(t, k)) for k in ("ids", "texts", "labels", "targets", "patient", "split", "origin", "field",
+                                                 "position"))
     total += nbytes(t.images.paths)
     assert isinstance(t.texts["e"].values, StringTable) and isinstance(t.texts["d"].values, tuple)
     assert total / len(t) < 300, total / len(t)

@@ -337,6 +337,12 @@ def test_perf_rows_run(tmp_path):
     assert folder == tmp_path / "src_wds" and (folder / "meta.json").exists()
     assert perf_wds.ours(folder, 0, 8, 4, 32) > 0
     assert perf_wds.open_clip_pipeline(folder, 0, 8, 4, 32) > 0
+    # the memory / start-up probe reads the shards (a fresh process, as python -m bench.perf data does)
+    from bench.perf_data import run_probe
+
+    r = run_probe(folder, 32, 2, 0, 4, "wds")
+    assert r["format"] == "wds" and r["samples"] == 8 and r["steps"] == 2
+    assert 0 < r["rss_after_data_mib"] <= r["peak_rss_mib"] and r["startup_s"] > 0
 
 
 def test_index_command(shards, damaged, tmp_path, capsys):

@@ -180,7 +180,7 @@ def _private_dirty_mib() -> float:
 
 def cow_growth(manifest: Path) -> dict:
     """MiB a forked process dirties by reading every sample's path: through the loader's numpy tables
-    (``ImageSource``) and through the dataset's list of ``Sample`` objects (reference counts written)."""
+    (``ImageSource``) and through ``dataset.samples[i]`` (a ``Sample`` built from the dataset's columns)."""
     from .data import build_dataset
     from .data.images import ImageSource
 
@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     if res["cow"]:
         c = res["cow"]
         print(f"\nmemory a forked worker dirties reading all {c['samples']} paths: {c['numpy_tables_mib']:.1f} MiB "
-              f"(numpy tables, the loader) vs {c['sample_objects_mib']:.1f} MiB (the list of Sample objects)")
+              f"(numpy tables, the loader) vs {c['sample_objects_mib']:.1f} MiB (dataset.samples[i], built from its columns)")
     if res["wait"]:
         w = res["wait"]
         print(f"\ndata-wait share, tiny ViT at 64 px, 2 workers: {100 * w['wait_share']:.1f} % of the loop")

@@ -156,11 +156,37 @@ def run_cell(cfg: DictConfig, cell_dir: Path) -> dict[str, Any]:
             "device": str(device),
             "world_size": world,
             "n_train": len(splits["train"]),
-            "objective": objective.describe(data.levels),  # name, options, levels, terms: read by bench.report
+            # name, options, levels, terms: read by bench.report (eval-only: the objective the weights were trained with)
+            "objective": objective_record(cfg, objective, data.levels, eval_only),
             **environment(),
         }
     )
     return metrics
+
+
+def objective_record(cfg: DictConfig, objective: Any, levels: Any, eval_only: bool) -> dict[str, Any]:
+    """What metrics.json records of the cell's objective. A trained cell: its objective's ``describe()``. An
+    eval-only cell trained nothing: ``eval_only: true``, ``init`` (the ``model.init`` path) and, when that is a
+    cell of this harness (its folder or its ``checkpoints/encoder.pt``), the record of the cell that trained the
+    weights (``trained_in``: its folder); other weights are named ``pretrained`` (no objective known)."""
+    if not eval_only:
+        return objective.describe(levels)
+    from .models.init import resolve_init
+
+    init = cfg.model.get("init")
+    out: dict[str, Any] = {"name": "pretrained" if init is not None else "random_init", "eval_only": True,
+                           "init": None if init is None else str(init)}
+    path = resolve_init(init) if init is not None else None
+    source = path.parent.parent if path is not None and path.parent.name == "checkpoints" else None
+    if source is not None and (source / "metrics.json").is_file():
+        try:
+            record = store.read_json(source / "metrics.json").get("objective")
+        except (OSError, ValueError, AttributeError):
+            record = None
+        if isinstance(record, dict) and not record.get("eval_only"):
+            out.update(record)
+            out["trained_in"] = str(source)
+    return out
 
 
 @contextlib.contextmanager

@@ -188,6 +188,11 @@ def test_eval_only_cell_of_a_saved_encoder_reproduces_the_training_cell(tmp_path
         for k in keys:
             assert ev[k] == trained[k], k
         assert not any(k.startswith("train/") for k in ev) and not (out / "checkpoints").exists()
+        # the record names the objective the weights were trained with, and where
+        assert ev["objective"] == {**trained["objective"], "eval_only": True, "init": str(init),
+                                   "trained_in": str(tmp_path / "train")}
+    other = _run(merge(TINY, {"eval_only": True}), tmp_path / "eval-random")
+    assert other["objective"] == {"name": "random_init", "eval_only": True, "init": None}
 
 
 @pytest.mark.slow

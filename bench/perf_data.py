@@ -162,20 +162,21 @@ def probe(manifest: str, resolution: int, steps: int, workers: int, batch: int, 
             "steps": steps, "workers": workers, "resolution": resolution}
 
 
-def _rss_mib() -> float:
-    with open("/proc/self/status") as f:
+def _proc_mib(path: str, key: str) -> float:
+    """A ``kB`` line of a /proc file (``VmRSS:`` of status, ``Private_Dirty:`` of smaps_rollup) in MiB."""
+    with open(path) as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(key):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def _rss_mib() -> float:
+    return _proc_mib("/proc/self/status", "VmRSS:")
 
 
 def _private_dirty_mib() -> float:
-    with open("/proc/self/smaps_rollup") as f:
-        for line in f:
-            if line.startswith("Private_Dirty:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    return _proc_mib("/proc/self/smaps_rollup", "Private_Dirty:")
 
 
 def cow_growth(manifest: Path) -> dict:

@@ -189,9 +189,10 @@ class MultiGranularDataset:
                 for j, labs in enumerate(labels.values):
                     for lab in labs or ():
                         if lab not in col:
-                            i = int(np.flatnonzero(labels.codes == j)[0]) if np.any(labels.codes == j) else None
-                            if i is None:
+                            users = np.flatnonzero(labels.codes == j)
+                            if not len(users):  # a label set no sample of this subset has
                                 continue
+                            i = int(users[0])
                             raise KeyError(
                                 f"{self.name}: sample {self.sample_id(i)!r} has label {lab!r} at level {level!r}, "
                                 f"which is not in that level's vocabulary {list(self.vocab[level])}"

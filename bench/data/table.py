@@ -98,11 +98,15 @@ class Interned:
         """The values some sample has, in the order of ``values``."""
         return [self.values[c] for c in np.unique(self.codes).tolist() if c >= 0]
 
+    def code_of(self, value: Any) -> int | None:
+        """The code of ``value`` (equal and of the same type), or None when no sample has it."""
+        return next((j for j, v in enumerate(self.values) if v == value and type(v) is type(value)), None)
+
     def where(self, value: Any) -> np.ndarray:
         """bool [N]: the samples whose value is ``value`` (``None``: none or absent)."""
         if value is None:
             return self.codes < 0
-        code = next((j for j, v in enumerate(self.values) if v == value and type(v) is type(value)), None)
+        code = self.code_of(value)
         return self.codes == code if code is not None else np.zeros(len(self.codes), bool)
 
     def replaced(self, mask: np.ndarray, value: Any) -> "Interned":
@@ -112,7 +116,7 @@ class Interned:
             codes[mask] = NONE
             return Interned(codes, self.values)
         values = self.values
-        code = next((j for j, v in enumerate(values) if v == value and type(v) is type(value)), None)
+        code = self.code_of(value)
         if code is None:
             code, values = len(values), tuple(values) + (value,)
         codes[mask] = code
@@ -125,6 +129,13 @@ class Interned:
         for v in items:
             b.append(v)
         return b.build()
+
+
+def _pack(values: tuple) -> "tuple | StringTable":
+    """Many distinct strings (texts, patient ids, member names) in one buffer, no str object each; else as is."""
+    if len(values) > PACK_STRINGS and all(type(v) is str for v in values):
+        return StringTable(values)
+    return values
 
 
 class _Column:
@@ -148,10 +159,8 @@ class _Column:
     def build(self) -> Interned:
         values = tuple(v for _, v in self.table)
         self.table = {}
-        if len(values) > PACK_STRINGS and all(type(v) is str for v in values):
-            values = StringTable(values)  # many distinct texts or patient ids: one buffer, no str objects
         return Interned(np.frombuffer(self.codes, dtype=np.int32).copy() if len(self.codes) else np.zeros(0, np.int32),
-                        values)
+                        _pack(values))
 
 
 class ImageColumn:
@@ -273,11 +282,9 @@ class SampleTable:
 
         def col(pair: list) -> Interned:
             codes, values = pair
-            values = [tuple(v) if isinstance(v, list) else v for v in values]  # JSON has lists, we store tuples
-            out = Interned(np.asarray(codes, dtype=np.int32), tuple(values))
+            values = tuple(tuple(v) if isinstance(v, list) else v for v in values)  # JSON has lists, we store tuples
+            out = Interned(np.asarray(codes, dtype=np.int32), _pack(values))
             pair.clear()
-            if len(out.values) > PACK_STRINGS and all(type(v) is str for v in out.values):
-                out.values = StringTable(out.values)
             return out
 
         n = len(entry["ids"])
